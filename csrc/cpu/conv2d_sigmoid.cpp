@@ -1,0 +1,217 @@
+// Fused convolution + sigmoid on the CPU.
+//
+// Forward   y[n, o, oh, ow] = sigmoid(b[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oh*s + i - p, ow*s + j - p])
+//           x (N, C, H, W), w (O, C, KH, KW), b (O,), y (N, O, OH, OW), OH = (H + 2p - KH) / s + 1.
+//           Per image, x is unrolled into rows (P = OH*OW, K = C*KH*KW): rows[q, (c, i, j)] is the
+//           window under output q (zero where it falls into the padding); then y_n = sigmoid(w . rows^T + b).
+//           When the window covers the whole unpadded input (LeNet's c5), rows is x_n itself.
+// Backward  g = dy * y * (1 - y)                 (sigmoid' from the saved output)
+//           db[o]        = sum_{n,q} g[n, o, q]
+//           dw[o, k]     = sum_n sum_q g[n, o, q] * rows_n[q, k]
+//           drows_n[q,k] = sum_o g[n, o, q] * w[o, k]  -> scattered back into dx_n (adjoint of the unrolling)
+// Parallel over the batch: each thread owns a contiguous chunk of images, keeps private partial dw/db,
+// and the partials are added in chunk order (deterministic for a given thread count).
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <array>
+#include <tuple>
+#include <vector>
+
+#include "../checks.h"
+#include "common.h"
+#include "gemm.h"
+
+namespace lenet_ext {
+namespace cpu {
+namespace {
+
+struct ConvShape {
+  int64_t N, C, H, W, O, KH, KW, OH, OW, stride, pad;
+  int64_t P() const { return OH * OW; }
+  int64_t K() const { return C * KH * KW; }
+  // The window covers the whole input with no padding: the unrolled rows are the image itself.
+  bool whole_input() const { return pad == 0 && KH == H && KW == W; }
+};
+
+ConvShape conv_shape(const at::Tensor& x, const at::Tensor& w, int64_t stride, int64_t pad) {
+  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0, stride, pad};
+  s.OH = window_out(s.H + 2 * pad, s.KH, stride);
+  s.OW = window_out(s.W + 2 * pad, s.KW, stride);
+  return s;
+}
+
+template <typename T>
+void im2row(const ConvShape& s, const T* x, T* rows) {
+  const int64_t K = s.K();
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      T* r = rows + (oh * s.OW + ow) * K;
+      for (int64_t c = 0; c < s.C; ++c) {
+        for (int64_t i = 0; i < s.KH; ++i, r += s.KW) {
+          const int64_t ih = oh * s.stride + i - s.pad;
+          if (ih < 0 || ih >= s.H) {
+            for (int64_t j = 0; j < s.KW; ++j) r[j] = T(0);
+            continue;
+          }
+          const T* xr = x + (c * s.H + ih) * s.W;
+          for (int64_t j = 0; j < s.KW; ++j) {
+            const int64_t iw = ow * s.stride + j - s.pad;
+            r[j] = (iw >= 0 && iw < s.W) ? xr[iw] : T(0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Adjoint of im2row: dx[c, ih, iw] += drows[q, (c, i, j)] for every window position.
+template <typename T>
+void row2im_acc(const ConvShape& s, const T* drows, T* dx) {
+  const int64_t K = s.K();
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      const T* r = drows + (oh * s.OW + ow) * K;
+      for (int64_t c = 0; c < s.C; ++c) {
+        for (int64_t i = 0; i < s.KH; ++i, r += s.KW) {
+          const int64_t ih = oh * s.stride + i - s.pad;
+          if (ih < 0 || ih >= s.H) continue;
+          T* xr = dx + (c * s.H + ih) * s.W;
+          for (int64_t j = 0; j < s.KW; ++j) {
+            const int64_t iw = ow * s.stride + j - s.pad;
+            if (iw >= 0 && iw < s.W) xr[iw] += r[j];
+          }
+        }
+      }
+    }
+  }
+}
+
+at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
+                              const c10::optional<at::Tensor>& bias, int64_t stride, int64_t padding) {
+  check_conv2d(input, weight, bias, stride, padding);
+  const at::Tensor x = input.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+  const ConvShape s = conv_shape(x, w, stride, padding);
+  at::Tensor y = at::empty({s.N, s.O, s.OH, s.OW}, x.options());
+  if (s.N == 0) return y;
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W;
+    parallel_chunks(s.N, num_chunks(s.N), [&](int64_t, int64_t n0, int64_t n1) {
+      std::vector<scalar_t> rows(s.whole_input() ? 0 : P * K);
+      for (int64_t n = n0; n < n1; ++n) {
+        const scalar_t* r = xp + n * image;
+        if (!s.whole_input()) {
+          im2row(s, r, rows.data());
+          r = rows.data();
+        }
+        scalar_t* yn = yp + n * s.O * P;
+        gemm_abt(s.O, P, K, wp, K, r, K, yn, P);
+        for (int64_t o = 0; o < s.O; ++o) {
+          const scalar_t bo = bp ? bp[o] : scalar_t(0);
+          scalar_t* yo = yn + o * P;
+          for (int64_t q = 0; q < P; ++q) yo[q] = sigmoid(yo[q] + bo);
+        }
+      }
+    });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& input, const at::Tensor& weight,
+    int64_t stride, int64_t padding, std::array<bool, 3> output_mask) {
+  check_conv2d(input, weight, c10::nullopt, stride, padding);
+  const ConvShape s = conv_shape(input, weight, stride, padding);
+  const std::array<int64_t, 4> out_size{s.N, s.O, s.OH, s.OW};
+  check_grad_output(grad_output, input, out_size);
+  check_like(output, "output", input, "input");
+  TORCH_CHECK_VALUE(output.sizes() == at::IntArrayRef(out_size), "lenet_ext: output must have shape ",
+                    at::IntArrayRef(out_size), ", got ", output.sizes());
+  const auto [need_input, need_weight, need_bias] = output_mask;
+
+  const at::Tensor gy = grad_output.contiguous();
+  const at::Tensor y = output.contiguous();
+  const at::Tensor x = input.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const auto opts = x.options();
+  at::Tensor gx = need_input ? at::zeros(x.sizes(), opts) : at::empty({0}, opts);
+  at::Tensor gw = need_weight ? at::empty(w.sizes(), opts) : at::empty({0}, opts);
+  at::Tensor gb = need_bias ? at::empty({s.O}, opts) : at::empty({0}, opts);
+  if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_backward_cpu", [&] {
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const scalar_t* yp = y.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    scalar_t* gxp = need_input ? gx.mutable_data_ptr<scalar_t>() : nullptr;
+    const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W, plane = s.O * P;
+    const int64_t chunks = num_chunks(s.N);
+    const int64_t part_size = s.O * K + s.O;  // private dw then db, per chunk
+    std::vector<scalar_t> partial(chunks * part_size, scalar_t(0));
+
+    parallel_chunks(s.N, chunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
+      scalar_t* pw = partial.data() + chunk * part_size;
+      scalar_t* pb = pw + s.O * K;
+      std::vector<scalar_t> g(plane);
+      std::vector<scalar_t> rows((need_weight && !s.whole_input()) ? P * K : 0);
+      std::vector<scalar_t> drows((need_input && !s.whole_input()) ? P * K : 0);
+      for (int64_t n = n0; n < n1; ++n) {
+        const scalar_t* gyn = gyp + n * plane;
+        const scalar_t* yn = yp + n * plane;
+        for (int64_t i = 0; i < plane; ++i) g[i] = gyn[i] * yn[i] * (scalar_t(1) - yn[i]);
+        if (need_bias) {
+          for (int64_t o = 0; o < s.O; ++o) {
+            scalar_t acc = 0;
+            for (int64_t q = 0; q < P; ++q) acc += g[o * P + q];
+            pb[o] += acc;
+          }
+        }
+        if (need_weight) {
+          const scalar_t* r = xp + n * image;
+          if (!s.whole_input()) {
+            im2row(s, r, rows.data());
+            r = rows.data();
+          }
+          gemm_ab(s.O, K, P, g.data(), P, r, K, pw, K, /*accumulate=*/true);
+        }
+        if (need_input) {
+          scalar_t* gxn = gxp + n * image;  // zero-initialised
+          if (s.whole_input()) {
+            gemm_atb_acc(P, K, s.O, g.data(), P, wp, K, gxn, K);
+          } else {
+            std::fill(drows.begin(), drows.end(), scalar_t(0));
+            gemm_atb_acc(P, K, s.O, g.data(), P, wp, K, drows.data(), K);
+            row2im_acc(s, drows.data(), gxn);
+          }
+        }
+      }
+    });
+
+    if (need_weight || need_bias) {
+      reduce_partials(partial.data(), chunks, s.O * K, s.O, need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
+                      need_bias ? gb.mutable_data_ptr<scalar_t>() : nullptr);
+    }
+  });
+  return {gx, gw, gb};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_ext, CPU, m) {
+  m.impl("conv2d_sigmoid", &conv2d_sigmoid_cpu);
+  m.impl("conv2d_sigmoid_backward", &conv2d_sigmoid_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace lenet_ext

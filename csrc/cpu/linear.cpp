@@ -1,0 +1,140 @@
+// Linear layer with bias and an optional fused sigmoid, on the CPU.
+//
+// Forward   z[m, o] = b[o] + sum_k x[m, k] * w[o, k];  y = sigmoid(z) if `sigmoid` else z
+//           x (..., K) seen as (M, K), w (O, K), b (O,), y (..., O).
+// Backward  g = dy * y * (1 - y) if `sigmoid` else dy
+//           dx[m, k] = sum_o g[m, o] * w[o, k]
+//           dw[o, k] = sum_m g[m, o] * x[m, k]
+//           db[o]    = sum_m g[m, o]
+// Parallel over chunks of rows; dw/db from per-chunk partials added in chunk order.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <array>
+#include <tuple>
+#include <vector>
+
+#include "../checks.h"
+#include "common.h"
+#include "gemm.h"
+
+namespace lenet_ext {
+namespace cpu {
+namespace {
+
+// Rows of a (..., K) tensor seen as a matrix.
+int64_t leading_rows(const at::Tensor& t) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return rows;
+}
+
+std::vector<int64_t> output_size(const at::Tensor& input, int64_t out_features) {
+  std::vector<int64_t> size(input.sizes().begin(), input.sizes().end());
+  size.back() = out_features;
+  return size;
+}
+
+at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                      bool apply_sigmoid) {
+  check_linear(input, weight, bias);
+  const int64_t M = leading_rows(input), K = weight.size(1), O = weight.size(0);
+  const at::Tensor x = input.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+  at::Tensor y = at::empty(output_size(input, O), x.options());
+  if (M == 0 || O == 0) return y;
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    parallel_chunks(M, num_chunks(M), [&](int64_t, int64_t m0, int64_t m1) {
+      gemm_abt(m1 - m0, O, K, xp + m0 * K, K, wp, K, yp + m0 * O, O);
+      for (int64_t m = m0; m < m1; ++m) {
+        scalar_t* ym = yp + m * O;
+        for (int64_t o = 0; o < O; ++o) {
+          const scalar_t z = ym[o] + (bp ? bp[o] : scalar_t(0));
+          ym[o] = apply_sigmoid ? sigmoid(z) : z;
+        }
+      }
+    });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
+    const at::Tensor& grad_output, const c10::optional<at::Tensor>& output, const at::Tensor& input,
+    const at::Tensor& weight, bool apply_sigmoid, std::array<bool, 3> output_mask) {
+  check_linear(input, weight, c10::nullopt);
+  const int64_t M = leading_rows(input), K = weight.size(1), O = weight.size(0);
+  const std::vector<int64_t> out_size = output_size(input, O);
+  check_grad_output(grad_output, input, out_size);
+  TORCH_CHECK_VALUE(!apply_sigmoid || output.has_value(),
+                    "lenet_ext: linear_backward with sigmoid=True needs the forward output");
+  if (apply_sigmoid) {
+    check_like(*output, "output", input, "input");
+    TORCH_CHECK_VALUE(output->sizes() == at::IntArrayRef(out_size), "lenet_ext: output must have shape ",
+                      at::IntArrayRef(out_size), ", got ", output->sizes());
+  }
+  const auto [need_input, need_weight, need_bias] = output_mask;
+
+  const at::Tensor gy = grad_output.contiguous();
+  const at::Tensor y = apply_sigmoid ? output->contiguous() : at::Tensor();
+  const at::Tensor x = input.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const auto opts = x.options();
+  at::Tensor gx = need_input ? at::empty(x.sizes(), opts) : at::empty({0}, opts);
+  at::Tensor gw = need_weight ? at::empty(w.sizes(), opts) : at::empty({0}, opts);
+  at::Tensor gb = need_bias ? at::empty({O}, opts) : at::empty({0}, opts);
+  if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_backward_cpu", [&] {
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const scalar_t* yp = apply_sigmoid ? y.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    scalar_t* gxp = need_input ? gx.mutable_data_ptr<scalar_t>() : nullptr;
+    const int64_t chunks = num_chunks(M);
+    const int64_t part_size = O * K + O;  // private dw then db, per chunk
+    std::vector<scalar_t> partial((need_weight || need_bias) ? chunks * part_size : 0, scalar_t(0));
+
+    parallel_chunks(M, chunks, [&](int64_t chunk, int64_t m0, int64_t m1) {
+      const int64_t rows = m1 - m0;
+      std::vector<scalar_t> g(rows * O);
+      const scalar_t* gym = gyp + m0 * O;
+      if (apply_sigmoid) {
+        const scalar_t* ym = yp + m0 * O;
+        for (int64_t i = 0; i < rows * O; ++i) g[i] = gym[i] * ym[i] * (scalar_t(1) - ym[i]);
+      } else {
+        std::copy(gym, gym + rows * O, g.begin());
+      }
+      if (need_input) gemm_ab(rows, K, O, g.data(), O, wp, K, gxp + m0 * K, K, /*accumulate=*/false);
+      if (need_weight) gemm_atb_acc(O, K, rows, g.data(), O, xp + m0 * K, K, partial.data() + chunk * part_size, K);
+      if (need_bias) {
+        scalar_t* pb = partial.data() + chunk * part_size + O * K;
+        for (int64_t m = 0; m < rows; ++m)
+          for (int64_t o = 0; o < O; ++o) pb[o] += g[m * O + o];
+      }
+    });
+
+    if (need_weight || need_bias) {
+      reduce_partials(partial.data(), chunks, O * K, O, need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
+                      need_bias ? gb.mutable_data_ptr<scalar_t>() : nullptr);
+    }
+  });
+  return {gx, gw, gb};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_ext, CPU, m) {
+  m.impl("linear", &linear_cpu);
+  m.impl("linear_backward", &linear_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace lenet_ext

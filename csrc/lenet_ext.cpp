@@ -1,0 +1,27 @@
+// lenet_ext operator schemas: every op of the library, declared once.
+//
+// Each forward op has an explicit backward op. Kernels live in cpu/<op>.cpp and
+// cuda/<op>.cu and register themselves with TORCH_LIBRARY_IMPL; autograd and
+// the fake (shape-only) kernels are registered from Python (lenet_ext/ops.py).
+//
+// Backward ops take `bool[3] output_mask` = (input, weight, bias): a gradient
+// that is not asked for is not computed and comes back as an empty tensor.
+#include <torch/library.h>
+
+TORCH_LIBRARY(lenet_ext, m) {
+  // y = sigmoid(conv2d(input, weight, bias, stride, padding))
+  m.def("conv2d_sigmoid(Tensor input, Tensor weight, Tensor? bias, int stride, int padding) -> Tensor");
+  m.def(
+      "conv2d_sigmoid_backward(Tensor grad_output, Tensor output, Tensor input, Tensor weight, "
+      "int stride, int padding, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
+  // y = avg_pool2d(input, kernel_size, stride), no padding, floor mode
+  m.def("avg_pool2d(Tensor input, int kernel_size, int stride) -> Tensor");
+  m.def("avg_pool2d_backward(Tensor grad_output, SymInt[] input_size, int kernel_size, int stride) -> Tensor");
+
+  // y = input @ weight.T + bias, then sigmoid(y) when `sigmoid`
+  m.def("linear(Tensor input, Tensor weight, Tensor? bias, bool sigmoid) -> Tensor");
+  m.def(
+      "linear_backward(Tensor grad_output, Tensor? output, Tensor input, Tensor weight, bool sigmoid, "
+      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+}

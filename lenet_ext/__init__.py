@@ -1,0 +1,32 @@
+"""lenet_ext: LeNet-5 on MNIST with our own C++/CUDA kernels as PyTorch custom ops.
+
+    import torch, lenet_ext
+    from lenet_ext import ops
+    model = lenet_ext.LeNet5(impl="ext")    # our kernels
+    ref = lenet_ext.LeNet5(impl="torch")    # the same network from torch.nn layers
+"""
+import torch  # noqa: F401  (first: the compiled extension links against libtorch)
+
+try:
+    from . import _C  # noqa: F401  (loading it registers the lenet_ext::* ops)
+except ImportError as exc:  # never fall back to torch layers silently
+    raise ImportError(
+        "lenet_ext: the compiled kernels (lenet_ext._C) could not be loaded "
+        f"({exc}). They must be built against the torch you run ({torch.__version__}); rebuild with\n"
+        "    pip install --no-build-isolation -e .\n"
+        "from the lenet_ext source folder (or `pip install --no-build-isolation --force-reinstall .`)."
+    ) from exc
+
+from . import ops  # noqa: E402
+from .models import LeNet5  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def backends():
+    """The devices our kernels were built for, e.g. ["cpu"] or ["cpu", "cuda"]."""
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return [name for name, key in (("cpu", "CPU"), ("cuda", "CUDA")) if has("lenet_ext::conv2d_sigmoid", key)]
+
+
+__all__ = ["LeNet5", "ops", "backends", "__version__"]

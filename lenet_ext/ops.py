@@ -1,0 +1,207 @@
+"""Python face of the lenet_ext custom ops: typed wrappers, fake (shape) kernels
+for torch.compile, and autograd formulas that call our explicit backward ops.
+
+    conv2d_sigmoid(x, weight, bias, stride, padding) == sigmoid(F.conv2d(x, weight, bias, stride, padding))
+    avg_pool2d(x, kernel_size, stride)               == F.avg_pool2d(x, kernel_size, stride)
+    linear(x, weight, bias, sigmoid)                 == F.linear(x, weight, bias), then sigmoid if asked
+
+Argument errors come from the kernels (C++) in eager mode and from the fake
+kernels below while torch.compile traces: TypeError for a wrong dtype or a
+non-int hyperparameter, ValueError for wrong shapes, values or devices.
+Double backward is not supported.
+"""
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+_ops = torch.ops.lenet_ext
+
+__all__ = ["conv2d_sigmoid", "avg_pool2d", "linear"]
+
+
+def _as_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"lenet_ext: {name} must be an int, got {type(value).__name__} {value!r}")
+    return value
+
+
+def conv2d_sigmoid(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: int = 1,
+                   padding: int = 0) -> Tensor:
+    """sigmoid(conv2d(x, weight, bias)) in one pass. x (N, C, H, W), weight (O, C, kH, kW), bias (O,) or None."""
+    return _ops.conv2d_sigmoid.default(x, weight, bias, _as_int(stride, "stride"), _as_int(padding, "padding"))
+
+
+def avg_pool2d(x: Tensor, kernel_size: int = 2, stride: Optional[int] = None) -> Tensor:
+    """Average pooling over k x k windows, no padding, floor mode; stride defaults to kernel_size."""
+    kernel_size = _as_int(kernel_size, "kernel_size")
+    stride = kernel_size if stride is None else _as_int(stride, "stride")
+    return _ops.avg_pool2d.default(x, kernel_size, stride)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, sigmoid: bool = False) -> Tensor:
+    """x @ weight.T + bias, followed by a sigmoid when `sigmoid`. x (..., in), weight (out, in), bias (out,)."""
+    if not isinstance(sigmoid, bool):
+        raise TypeError(f"lenet_ext: sigmoid must be a bool, got {type(sigmoid).__name__}")
+    return _ops.linear.default(x, weight, bias, sigmoid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake kernels: output shapes (and the shape checks) for torch.compile and meta tensors.
+# ---------------------------------------------------------------------------------------------
+
+def _check_floating(t: Tensor, name: str, ref: Optional[Tensor] = None, ref_name: str = "input") -> None:
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"lenet_ext: {name} must be float32 or float64, got {t.dtype}")
+    if ref is not None:
+        if t.dtype != ref.dtype:
+            raise TypeError(f"lenet_ext: {name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}")
+        if t.device != ref.device:
+            raise ValueError(f"lenet_ext: {name} is on {t.device} but {ref_name} is on {ref.device}")
+
+
+def _check_dim(t: Tensor, name: str, dim: int, layout: str) -> None:
+    if t.dim() != dim:
+        raise ValueError(f"lenet_ext: {name} must be {dim}-D {layout}, got shape {tuple(t.shape)}")
+
+
+def _check_bias(bias: Optional[Tensor], features, ref: Tensor) -> None:
+    if bias is not None:
+        _check_floating(bias, "bias", ref)
+        torch._check_value(bias.dim() == 1 and bias.shape[0] == features,
+                           lambda: f"lenet_ext: bias must have shape ({features},), got {tuple(bias.shape)}")
+
+
+def _conv_out_shape(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int):
+    _check_floating(x, "input")
+    _check_floating(weight, "weight", x)
+    _check_dim(x, "input", 4, "(N, C, H, W)")
+    _check_dim(weight, "weight", 4, "(C_out, C_in, kH, kW)")
+    _check_bias(bias, weight.shape[0], x)
+    torch._check_value(x.shape[1] == weight.shape[1], lambda: "lenet_ext: input channels != weight.shape[1]")
+    torch._check_value(stride >= 1, lambda: f"lenet_ext: stride must be >= 1, got {stride}")
+    torch._check_value(padding >= 0, lambda: f"lenet_ext: padding must be >= 0, got {padding}")
+    n, _, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    torch._check_value(h + 2 * padding >= kh and w + 2 * padding >= kw,
+                       lambda: "lenet_ext: kernel size is larger than the padded input")
+    return (n, o, (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1)
+
+
+@torch.library.register_fake("lenet_ext::conv2d_sigmoid")
+def _conv2d_sigmoid_fake(x, weight, bias, stride, padding):
+    return x.new_empty(_conv_out_shape(x, weight, bias, stride, padding))
+
+
+@torch.library.register_fake("lenet_ext::conv2d_sigmoid_backward")
+def _conv2d_sigmoid_backward_fake(grad_output, output, x, weight, stride, padding, output_mask):
+    _conv_out_shape(x, weight, None, stride, padding)
+    return _masked_grads(x, weight, weight.shape[0], output_mask)
+
+
+def _pool_out_shape(x: Sequence, kernel_size: int, stride: int):
+    n, c, h, w = x
+    torch._check_value(kernel_size >= 1 and stride >= 1, lambda: "lenet_ext: kernel_size and stride must be >= 1")
+    torch._check_value(h >= kernel_size and w >= kernel_size,
+                       lambda: f"lenet_ext: kernel_size {kernel_size} is larger than the input ({h}, {w})")
+    return (n, c, (h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1)
+
+
+@torch.library.register_fake("lenet_ext::avg_pool2d")
+def _avg_pool2d_fake(x, kernel_size, stride):
+    _check_floating(x, "input")
+    _check_dim(x, "input", 4, "(N, C, H, W)")
+    return x.new_empty(_pool_out_shape(x.shape, kernel_size, stride))
+
+
+@torch.library.register_fake("lenet_ext::avg_pool2d_backward")
+def _avg_pool2d_backward_fake(grad_output, input_size, kernel_size, stride):
+    _check_floating(grad_output, "grad_output")
+    torch._check_value(len(input_size) == 4, lambda: "lenet_ext: input_size must be (N, C, H, W)")
+    _pool_out_shape(input_size, kernel_size, stride)
+    return grad_output.new_empty(input_size)
+
+
+def _linear_out_shape(x: Tensor, weight: Tensor, bias: Optional[Tensor]):
+    _check_floating(x, "input")
+    _check_floating(weight, "weight", x)
+    torch._check_value(x.dim() >= 1, lambda: "lenet_ext: input must have at least 1 dimension")
+    _check_dim(weight, "weight", 2, "(out_features, in_features)")
+    _check_bias(bias, weight.shape[0], x)
+    torch._check_value(x.shape[-1] == weight.shape[1], lambda: "lenet_ext: input.shape[-1] != weight.shape[1]")
+    return (*x.shape[:-1], weight.shape[0])
+
+
+@torch.library.register_fake("lenet_ext::linear")
+def _linear_fake(x, weight, bias, sigmoid):
+    return x.new_empty(_linear_out_shape(x, weight, bias))
+
+
+@torch.library.register_fake("lenet_ext::linear_backward")
+def _linear_backward_fake(grad_output, output, x, weight, sigmoid, output_mask):
+    _linear_out_shape(x, weight, None)
+    return _masked_grads(x, weight, weight.shape[0], output_mask)
+
+
+def _masked_grads(x: Tensor, weight: Tensor, out_features, output_mask):
+    """Gradient shapes of (input, weight, bias); a gradient not asked for is an empty tensor."""
+    def grad(needed, shape):
+        return x.new_empty(shape if needed else (0,))
+    return (grad(output_mask[0], x.shape), grad(output_mask[1], weight.shape), grad(output_mask[2], (out_features,)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Autograd: save what the backward op needs (the sigmoid output, not the pre-activation),
+# ask it only for the gradients autograd needs.
+# ---------------------------------------------------------------------------------------------
+
+def _needed(ctx, has_bias: bool):
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    return [bool(need_x), bool(need_w), bool(need_b) and has_bias]
+
+
+def _as_optional(grads, mask):
+    return tuple(g if m else None for g, m in zip(grads, mask))
+
+
+def _conv2d_sigmoid_setup(ctx, inputs, output):
+    x, weight, bias, stride, padding = inputs
+    ctx.save_for_backward(x, weight, output)
+    ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+
+
+def _conv2d_sigmoid_backward(ctx, grad_output):
+    x, weight, output = ctx.saved_tensors
+    mask = _needed(ctx, ctx.has_bias)
+    grads = _ops.conv2d_sigmoid_backward.default(grad_output, output, x, weight, ctx.stride, ctx.padding, mask)
+    return (*_as_optional(grads, mask), None, None)
+
+
+def _avg_pool2d_setup(ctx, inputs, output):
+    x, kernel_size, stride = inputs
+    ctx.input_size, ctx.kernel_size, ctx.stride = x.shape, kernel_size, stride
+
+
+def _avg_pool2d_backward(ctx, grad_output):
+    if not ctx.needs_input_grad[0]:
+        return None, None, None
+    return _ops.avg_pool2d_backward.default(grad_output, ctx.input_size, ctx.kernel_size, ctx.stride), None, None
+
+
+def _linear_setup(ctx, inputs, output):
+    x, weight, bias, sigmoid = inputs
+    ctx.save_for_backward(x, weight, output if sigmoid else None)
+    ctx.sigmoid, ctx.has_bias = sigmoid, bias is not None
+
+
+def _linear_backward(ctx, grad_output):
+    x, weight, output = ctx.saved_tensors
+    mask = _needed(ctx, ctx.has_bias)
+    grads = _ops.linear_backward.default(grad_output, output, x, weight, ctx.sigmoid, mask)
+    return (*_as_optional(grads, mask), None)
+
+
+torch.library.register_autograd("lenet_ext::conv2d_sigmoid", _conv2d_sigmoid_backward,
+                                setup_context=_conv2d_sigmoid_setup)
+torch.library.register_autograd("lenet_ext::avg_pool2d", _avg_pool2d_backward, setup_context=_avg_pool2d_setup)
+torch.library.register_autograd("lenet_ext::linear", _linear_backward, setup_context=_linear_setup)

@@ -1,0 +1,72 @@
+"""Builds lenet_ext._C, the compiled kernels, with torch.utils.cpp_extension (ninja).
+
+Install with `pip install --no-build-isolation .` so the build uses the torch you
+already have (the extension must be compiled against the exact torch it runs with).
+
+Environment switches:
+  USE_CUDA=0|1      0: CPU only. 1: require the CUDA kernels. Unset: build CUDA when
+                    torch has CUDA and a CUDA toolkit (CUDA_HOME, or nvcc on PATH) is found.
+  FORCE_CUDA=1      same as USE_CUDA=1 (build CUDA even without a visible GPU).
+  TORCH_CUDA_ARCH_LIST  GPU architectures, e.g. "8.0;9.0". Default here: "7.5;8.0;8.6;8.9;9.0+PTX".
+  LENET_EXT_ASAN=1  debug build under AddressSanitizer (see scripts/asan_check.sh).
+  LENET_EXT_NATIVE=1  add -march=native (fastest on the build machine, not portable).
+"""
+import glob
+import os
+import sys
+
+import torch
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+
+def _flag(name):
+    value = os.environ.get(name)
+    return None if value is None or value == "" else value not in ("0", "false", "False", "OFF", "off")
+
+
+def want_cuda():
+    forced = _flag("FORCE_CUDA") or _flag("USE_CUDA")
+    if _flag("USE_CUDA") is False:
+        return False, "USE_CUDA=0"
+    has_toolkit = CUDA_HOME is not None and os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
+    if torch.version.cuda is None:
+        if forced:
+            sys.exit("lenet_ext: CUDA build requested but this torch has no CUDA (torch.version.cuda is None)")
+        return False, "torch is a CPU-only build"
+    if not has_toolkit:
+        if forced:
+            sys.exit("lenet_ext: CUDA build requested but no CUDA toolkit found (set CUDA_HOME)")
+        return False, "no CUDA toolkit found (set CUDA_HOME to build the CUDA kernels)"
+    if not glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cu")):
+        return False, "no CUDA sources"
+    return True, f"torch CUDA {torch.version.cuda}, toolkit at {CUDA_HOME}"
+
+
+def extension():
+    cuda, why = want_cuda()
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    cxx = ["-O3", "-fopenmp-simd"]
+    nvcc = ["-O3", "--expt-relaxed-constexpr"]
+    if _flag("LENET_EXT_NATIVE"):
+        cxx.append("-march=native")
+    link = []
+    if _flag("LENET_EXT_ASAN"):
+        cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-fopenmp-simd"]
+        link = ["-fsanitize=address"]
+    if cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        print(f"lenet_ext: building CPU + CUDA kernels ({why}; archs {os.environ['TORCH_CUDA_ARCH_LIST']})")
+        return CUDAExtension(
+            "lenet_ext._C", sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=link,
+            define_macros=[("LENET_EXT_WITH_CUDA", "1")],
+        )
+    print(f"lenet_ext: building CPU kernels only ({why})")
+    return CppExtension("lenet_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
+
+
+setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})
