@@ -49,13 +49,13 @@ def want_cuda():
 def extension():
     cuda, why = want_cuda()
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-fopenmp-simd"]
+    cxx = ["-O3", "-Wno-psabi"]
     nvcc = ["-O3", "--expt-relaxed-constexpr"]
     if _flag("LENET_EXT_NATIVE"):
         cxx.append("-march=native")
     link = []
     if _flag("LENET_EXT_ASAN"):
-        cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-fopenmp-simd"]
+        cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-Wno-psabi"]
         link = ["-fsanitize=address"]
     if cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))

@@ -9,9 +9,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 
 #include "../checks.h"
@@ -67,7 +67,7 @@ at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, c10::SymIntArr
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_size), "lenet_ext: grad_output must have shape ",
                     at::IntArrayRef(out_size), ", got ", grad_output.sizes());
   const at::Tensor gy = grad_output.contiguous();
-  at::Tensor gx = at::zeros(input_size, gy.options());
+  at::Tensor gx = at::empty(input_size, gy.options());
   if (gy.numel() == 0) return gx;
 
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "avg_pool2d_backward_cpu", [&] {
@@ -78,6 +78,7 @@ at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, c10::SymIntArr
       for (int64_t plane = first; plane < last; ++plane) {
         const scalar_t* gyc = gyp + plane * OH * OW;
         scalar_t* gxc = gxp + plane * H * W;
+        std::fill(gxc, gxc + H * W, scalar_t(0));
         for (int64_t oh = 0; oh < OH; ++oh) {
           for (int64_t ow = 0; ow < OW; ++ow) {
             const scalar_t g = gyc[oh * OW + ow] * scale;

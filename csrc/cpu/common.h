@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+
+#include "gemm.h"
 
 namespace lenet_ext {
 namespace cpu {
@@ -14,6 +17,47 @@ namespace cpu {
 template <typename T>
 inline T sigmoid(T z) {
   return T(1) / (T(1) + std::exp(-z));
+}
+
+// exp(x) for a vector of floats: Cephes' expf (range reduction by ln 2, degree-6
+// polynomial, 2^n built in the exponent bits), within 2 ulp of expf on [-87.3, 88.3];
+// inputs are clamped to that range, NaN is passed through.
+inline Vec<float> exp_vec(Vec<float> x) {
+  using VecI = __attribute__((vector_size(kVecBytes))) int32_t;
+  const Vec<float> nan_mask_src = x;
+  x = x > splat(88.3762626647949f) ? splat(88.3762626647949f) : x;
+  x = x < splat(-87.3365447505531f) ? splat(-87.3365447505531f) : x;
+  Vec<float> fx = x * 1.44269504088896341f + 0.5f;
+  Vec<float> t = __builtin_convertvector(__builtin_convertvector(fx, VecI), Vec<float>);
+  fx = t > fx ? t - 1.0f : t;  // floor
+  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+  const Vec<float> z = x * x;
+  Vec<float> y = splat(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  VecI bits = (__builtin_convertvector(fx, VecI) + 127) << 23;
+  Vec<float> pow2n;
+  std::memcpy(&pow2n, &bits, sizeof(pow2n));
+  y = y * pow2n;
+  return nan_mask_src != nan_mask_src ? nan_mask_src : y;
+}
+
+// p[i] = sigmoid(p[i] + bias) for n values (bias may be 0): vectorized for float.
+template <typename T>
+inline void sigmoid_bias_inplace(T* p, int64_t n, T bias) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int L = kVecLen<float>;
+    for (; i + L <= n; i += L) {
+      const Vec<float> z = load(p + i) + bias;
+      store(p + i, 1.0f / (1.0f + exp_vec(-z)));
+    }
+  }
+  for (; i < n; ++i) p[i] = sigmoid(p[i] + bias);
 }
 
 // Number of chunks the batch is split into: one per thread, at most one per sample.

@@ -2,19 +2,20 @@
 //
 // Forward   y[n, o, oh, ow] = sigmoid(b[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oh*s + i - p, ow*s + j - p])
 //           x (N, C, H, W), w (O, C, KH, KW), b (O,), y (N, O, OH, OW), OH = (H + 2p - KH) / s + 1.
-//           Per image, x is unrolled into rows (P = OH*OW, K = C*KH*KW): rows[q, (c, i, j)] is the
-//           window under output q (zero where it falls into the padding); then y_n = sigmoid(w . rows^T + b).
-//           When the window covers the whole unpadded input (LeNet's c5), rows is x_n itself.
+//           Per image, x is unrolled into columns (K = C*KH*KW rows, P = OH*OW columns):
+//           col[(c, i, j), q] is the input under tap (c, i, j) of output position q (zero in the
+//           padding); then y_n = sigmoid(w . col + b), w seen as (O, K), vectorized along q.
+//           When the window covers the whole unpadded input (LeNet's c5, P = 1), col is x_n itself
+//           and each output is one dot product of length K.
 // Backward  g = dy * y * (1 - y)                 (sigmoid' from the saved output)
-//           db[o]        = sum_{n,q} g[n, o, q]
-//           dw[o, k]     = sum_n sum_q g[n, o, q] * rows_n[q, k]
-//           drows_n[q,k] = sum_o g[n, o, q] * w[o, k]  -> scattered back into dx_n (adjoint of the unrolling)
+//           db[o]       = sum_{n,q} g[n, o, q]
+//           dw[o, k]    = sum_n sum_q g[n, o, q] * col_n[k, q]
+//           dcol_n[k,q] = sum_o w[o, k] * g[n, o, q]  -> added back into dx_n (adjoint of the unrolling)
 // Parallel over the batch: each thread owns a contiguous chunk of images, keeps private partial dw/db,
 // and the partials are added in chunk order (deterministic for a given thread count).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <array>
@@ -33,7 +34,7 @@ struct ConvShape {
   int64_t N, C, H, W, O, KH, KW, OH, OW, stride, pad;
   int64_t P() const { return OH * OW; }
   int64_t K() const { return C * KH * KW; }
-  // The window covers the whole input with no padding: the unrolled rows are the image itself.
+  // The window covers the whole input with no padding: the unrolled columns are the image itself.
   bool whole_input() const { return pad == 0 && KH == H && KW == W; }
 };
 
@@ -44,46 +45,57 @@ ConvShape conv_shape(const at::Tensor& x, const at::Tensor& w, int64_t stride, i
   return s;
 }
 
+// The output columns [lo, hi) whose tap at offset j (already minus the padding) lands inside [0, W).
+inline void valid_range(int64_t offset, int64_t stride, int64_t W, int64_t OW, int64_t& lo, int64_t& hi) {
+  lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  hi = offset >= W ? 0 : std::min<int64_t>(OW, (W - 1 - offset) / stride + 1);
+  if (hi < lo) hi = lo;
+}
+
 template <typename T>
-void im2row(const ConvShape& s, const T* x, T* rows) {
-  const int64_t K = s.K();
-  for (int64_t oh = 0; oh < s.OH; ++oh) {
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      T* r = rows + (oh * s.OW + ow) * K;
-      for (int64_t c = 0; c < s.C; ++c) {
-        for (int64_t i = 0; i < s.KH; ++i, r += s.KW) {
+void im2col(const ConvShape& s, const T* x, T* col) {
+  const int64_t P = s.P();
+  for (int64_t c = 0; c < s.C; ++c) {
+    for (int64_t i = 0; i < s.KH; ++i) {
+      for (int64_t j = 0; j < s.KW; ++j, col += P) {
+        int64_t lo, hi;
+        valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          T* dst = col + oh * s.OW;
           const int64_t ih = oh * s.stride + i - s.pad;
           if (ih < 0 || ih >= s.H) {
-            for (int64_t j = 0; j < s.KW; ++j) r[j] = T(0);
+            std::fill(dst, dst + s.OW, T(0));
             continue;
           }
-          const T* xr = x + (c * s.H + ih) * s.W;
-          for (int64_t j = 0; j < s.KW; ++j) {
-            const int64_t iw = ow * s.stride + j - s.pad;
-            r[j] = (iw >= 0 && iw < s.W) ? xr[iw] : T(0);
+          const T* src = x + (c * s.H + ih) * s.W + j - s.pad;
+          std::fill(dst, dst + lo, T(0));
+          if (s.stride == 1) {
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s.stride];
           }
+          std::fill(dst + hi, dst + s.OW, T(0));
         }
       }
     }
   }
 }
 
-// Adjoint of im2row: dx[c, ih, iw] += drows[q, (c, i, j)] for every window position.
+// Adjoint of im2col: dx[c, ih, iw] += dcol[(c, i, j), q] for every tap that lands inside the input.
 template <typename T>
-void row2im_acc(const ConvShape& s, const T* drows, T* dx) {
-  const int64_t K = s.K();
-  for (int64_t oh = 0; oh < s.OH; ++oh) {
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      const T* r = drows + (oh * s.OW + ow) * K;
-      for (int64_t c = 0; c < s.C; ++c) {
-        for (int64_t i = 0; i < s.KH; ++i, r += s.KW) {
+void col2im_acc(const ConvShape& s, const T* dcol, T* dx) {
+  const int64_t P = s.P();
+  for (int64_t c = 0; c < s.C; ++c) {
+    for (int64_t i = 0; i < s.KH; ++i) {
+      for (int64_t j = 0; j < s.KW; ++j, dcol += P) {
+        int64_t lo, hi;
+        valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
           const int64_t ih = oh * s.stride + i - s.pad;
           if (ih < 0 || ih >= s.H) continue;
-          T* xr = dx + (c * s.H + ih) * s.W;
-          for (int64_t j = 0; j < s.KW; ++j) {
-            const int64_t iw = ow * s.stride + j - s.pad;
-            if (iw >= 0 && iw < s.W) xr[iw] += r[j];
-          }
+          const T* src = dcol + oh * s.OW;
+          T* dst = dx + (c * s.H + ih) * s.W + j - s.pad;
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * s.stride] += src[ow];
         }
       }
     }
@@ -107,20 +119,17 @@ at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W;
     parallel_chunks(s.N, num_chunks(s.N), [&](int64_t, int64_t n0, int64_t n1) {
-      std::vector<scalar_t> rows(s.whole_input() ? 0 : P * K);
+      std::vector<scalar_t> col(s.whole_input() ? 0 : K * P);
       for (int64_t n = n0; n < n1; ++n) {
-        const scalar_t* r = xp + n * image;
-        if (!s.whole_input()) {
-          im2row(s, r, rows.data());
-          r = rows.data();
-        }
+        const scalar_t* xn = xp + n * image;
         scalar_t* yn = yp + n * s.O * P;
-        gemm_abt(s.O, P, K, wp, K, r, K, yn, P);
-        for (int64_t o = 0; o < s.O; ++o) {
-          const scalar_t bo = bp ? bp[o] : scalar_t(0);
-          scalar_t* yo = yn + o * P;
-          for (int64_t q = 0; q < P; ++q) yo[q] = sigmoid(yo[q] + bo);
+        if (s.whole_input()) {
+          gemm_abt(s.O, 1, K, wp, K, xn, K, yn, 1, /*accumulate=*/false);
+        } else {
+          im2col(s, xn, col.data());
+          gemm_ab(s.O, P, K, wp, K, col.data(), P, yn, P, /*accumulate=*/false);
         }
+        for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(yn + o * P, P, bp ? bp[o] : scalar_t(0));
       }
     });
   });
@@ -144,7 +153,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
   const auto opts = x.options();
-  at::Tensor gx = need_input ? at::zeros(x.sizes(), opts) : at::empty({0}, opts);
+  at::Tensor gx = at::empty(need_input ? x.sizes() : at::IntArrayRef{0}, opts);
   at::Tensor gw = need_weight ? at::empty(w.sizes(), opts) : at::empty({0}, opts);
   at::Tensor gb = need_bias ? at::empty({s.O}, opts) : at::empty({0}, opts);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
@@ -164,8 +173,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
       scalar_t* pw = partial.data() + chunk * part_size;
       scalar_t* pb = pw + s.O * K;
       std::vector<scalar_t> g(plane);
-      std::vector<scalar_t> rows((need_weight && !s.whole_input()) ? P * K : 0);
-      std::vector<scalar_t> drows((need_input && !s.whole_input()) ? P * K : 0);
+      std::vector<scalar_t> col((need_weight && !s.whole_input()) ? K * P : 0);
+      std::vector<scalar_t> dcol((need_input && !s.whole_input()) ? K * P : 0);
       for (int64_t n = n0; n < n1; ++n) {
         const scalar_t* gyn = gyp + n * plane;
         const scalar_t* yn = yp + n * plane;
@@ -178,21 +187,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
           }
         }
         if (need_weight) {
-          const scalar_t* r = xp + n * image;
-          if (!s.whole_input()) {
-            im2row(s, r, rows.data());
-            r = rows.data();
+          const scalar_t* xn = xp + n * image;
+          if (s.whole_input()) {  // P = 1: dw[o, :] += g[o] * x_n
+            gemm_ab(s.O, K, 1, g.data(), 1, xn, K, pw, K, /*accumulate=*/true);
+          } else {
+            im2col(s, xn, col.data());
+            gemm_abt(s.O, K, P, g.data(), P, col.data(), P, pw, K, /*accumulate=*/true);
           }
-          gemm_ab(s.O, K, P, g.data(), P, r, K, pw, K, /*accumulate=*/true);
         }
         if (need_input) {
-          scalar_t* gxn = gxp + n * image;  // zero-initialised
-          if (s.whole_input()) {
-            gemm_atb_acc(P, K, s.O, g.data(), P, wp, K, gxn, K);
+          scalar_t* gxn = gxp + n * image;
+          std::fill(gxn, gxn + image, scalar_t(0));
+          if (s.whole_input()) {  // P = 1: dx_n[:] = sum_o g[o] * w[o, :]
+            gemm_atb_acc(1, K, s.O, g.data(), 1, wp, K, gxn, K);
           } else {
-            std::fill(drows.begin(), drows.end(), scalar_t(0));
-            gemm_atb_acc(P, K, s.O, g.data(), P, wp, K, drows.data(), K);
-            row2im_acc(s, drows.data(), gxn);
+            std::fill(dcol.begin(), dcol.end(), scalar_t(0));
+            gemm_atb_acc(K, P, s.O, wp, K, g.data(), P, dcol.data(), P);
+            col2im_acc(s, dcol.data(), gxn);
           }
         }
       }

@@ -1,86 +1,182 @@
-// Small dense loops shared by the CPU kernels: the three matrix products that a
-// convolution (as im2row + product) and a linear layer need, forward and backward.
-// All matrices are row-major with an explicit leading dimension. The loops keep
-// the innermost index contiguous so the compiler vectorizes them
-// (`#pragma omp simd`, built with -fopenmp-simd; no -ffast-math).
+// Small dense loops shared by the CPU kernels: the matrix products that a convolution
+// (as im2col + product) and a linear layer need, forward and backward.
+//
+// All matrices are row-major with explicit strides. The inner loops work on Vec<T>,
+// a GCC/Clang vector of the build's native width (an SSE/NEON or AVX register), with
+// no intrinsics and no -ffast-math. Accumulators are kept in registers for a whole reduction and
+// combined in a fixed order, so results are deterministic.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace lenet_ext {
 namespace cpu {
 
-// C[m, n] = sum_k A[m, k] * B[n, k]          A: (M, K), B: (N, K), C: (M, N); overwrites C.
-// Dot-product form: the reduction runs along contiguous rows of both A and B.
+// The native vector width of the build: 32 bytes with AVX, else 16 (SSE2, NEON).
+#if defined(__AVX__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
+
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(kVecBytes), aligned(4)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(kVecBytes), aligned(8)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+
+template <typename T>
+constexpr int kVecLen = kVecBytes / sizeof(T);
+
+template <typename T>
+inline Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store(T* p, const Vec<T>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <typename T>
+inline Vec<T> splat(T x) {
+  return Vec<T>{} + x;
+}
+
+template <typename T>
+inline T hsum(const Vec<T>& v) {
+  T s = 0;
+  #pragma GCC unroll 8
+  for (int l = 0; l < kVecLen<T>; ++l) s += v[l];
+  return s;
+}
+
+// out[r] = dot(a, b[r]) for R rows b[r], K long.
+template <typename T, int R>
+inline void dot_rows(const T* a, const T* const* b, int64_t K, T* out) {
+  constexpr int L = kVecLen<T>;
+  Vec<T> acc[R] = {};
+  int64_t k = 0;
+  for (; k + L <= K; k += L) {
+    const Vec<T> av = load(a + k);
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] += av * load(b[r] + k);
+  }
+  #pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    T s = hsum<T>(acc[r]);
+    for (int64_t t = k; t < K; ++t) s += a[t] * b[r][t];
+    out[r] = s;
+  }
+}
+
+// C[m, n] (+)= sum_k A[m, k] * B[n, k]       A: (M, K), B: (N, K), C: (M, N).
+// Dot-product form: the reduction runs along contiguous rows of A and B.
+// Overwrites C unless `accumulate`.
 template <typename T>
 inline void gemm_abt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-                     int64_t ldc) {
+                     int64_t ldc, bool accumulate) {
+  T s[4];
   for (int64_t m = 0; m < M; ++m) {
     const T* a = A + m * lda;
     T* c = C + m * ldc;
     int64_t n = 0;
     for (; n + 4 <= N; n += 4) {
-      const T* b0 = B + n * ldb;
-      const T* b1 = b0 + ldb;
-      const T* b2 = b1 + ldb;
-      const T* b3 = b2 + ldb;
-      T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-      for (int64_t k = 0; k < K; ++k) {
-        s0 += a[k] * b0[k];
-        s1 += a[k] * b1[k];
-        s2 += a[k] * b2[k];
-        s3 += a[k] * b3[k];
-      }
-      c[n] = s0;
-      c[n + 1] = s1;
-      c[n + 2] = s2;
-      c[n + 3] = s3;
+      const T* b[4] = {B + n * ldb, B + (n + 1) * ldb, B + (n + 2) * ldb, B + (n + 3) * ldb};
+      dot_rows<T, 4>(a, b, K, s);
+      for (int r = 0; r < 4; ++r) c[n + r] = accumulate ? c[n + r] + s[r] : s[r];
     }
     for (; n < N; ++n) {
-      const T* b = B + n * ldb;
-      T s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < K; ++k) s += a[k] * b[k];
-      c[n] = s;
+      const T* b[1] = {B + n * ldb};
+      dot_rows<T, 1>(a, b, K, s);
+      c[n] = accumulate ? c[n] + s[0] : s[0];
     }
   }
 }
 
+// R rows of C: C[r, n] (+)= sum_k A(r, k) * B[k, n], with A(r, k) = A[r * sm + k * sk] so that
+// one loop serves A and A transposed. Each block of R rows x V vectors of outputs stays in
+// registers for the whole k loop (C is read and written once per block), and each
+// broadcast A(r, k) is used for V vectors.
+template <typename T, int R, int V>
+inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const T* B,
+                          int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  constexpr int L = kVecLen<T>;
+  for (; n + V * L <= N; n += V * L) {
+    Vec<T> acc[R][V];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[r][v] = accumulate ? load(C + r * ldc + n + v * L) : Vec<T>{};
+    for (int64_t k = 0; k < K; ++k) {
+      Vec<T> b[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) b[v] = load(B + k * ldb + n + v * L);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const Vec<T> a = splat(A[r * sm + k * sk]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[r][v] += a * b[v];
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) store(C + r * ldc + n + v * L, acc[r][v]);
+  }
+  return n;
+}
+
+template <typename T, int R>
+inline void axpy_rows(int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const T* B, int64_t ldb, T* C,
+                      int64_t ldc, bool accumulate) {
+  int64_t n = axpy_block<T, R, 2>(0, N, K, A, sm, sk, B, ldb, C, ldc, accumulate);
+  n = axpy_block<T, R, 1>(n, N, K, A, sm, sk, B, ldb, C, ldc, accumulate);
+  for (; n < N; ++n) {
+    for (int r = 0; r < R; ++r) {
+      T s = accumulate ? C[r * ldc + n] : T(0);
+      for (int64_t k = 0; k < K; ++k) s += A[r * sm + k * sk] * B[k * ldb + n];
+      C[r * ldc + n] = s;
+    }
+  }
+}
+
+template <typename T>
+inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const T* B, int64_t ldb,
+                      T* C, int64_t ldc, bool accumulate) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) axpy_rows<T, 4>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate);
+  switch (M - m) {
+    case 3: axpy_rows<T, 3>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate); break;
+    case 2: axpy_rows<T, 2>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate); break;
+    case 1: axpy_rows<T, 1>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate); break;
+    default: break;
+  }
+}
+
 // C[m, n] (+)= sum_k A[m, k] * B[k, n]       A: (M, K), B: (K, N), C: (M, N).
-// Axpy form: each C row is built from contiguous rows of B. Overwrites C unless `accumulate`.
+// Overwrites C unless `accumulate`.
 template <typename T>
 inline void gemm_ab(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                     int64_t ldc, bool accumulate) {
-  for (int64_t m = 0; m < M; ++m) {
-    const T* a = A + m * lda;
-    T* c = C + m * ldc;
-    if (!accumulate) {
-      for (int64_t n = 0; n < N; ++n) c[n] = 0;
-    }
-    for (int64_t k = 0; k < K; ++k) {
-      const T av = a[k];
-      const T* b = B + k * ldb;
-#pragma omp simd
-      for (int64_t n = 0; n < N; ++n) c[n] += av * b[n];
-    }
-  }
+  gemm_axpy(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate);
 }
 
 // C[m, n] += sum_k A[k, m] * B[k, n]         A: (K, M), B: (K, N), C: (M, N); always accumulates.
 template <typename T>
 inline void gemm_atb_acc(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                          int64_t ldc) {
-  for (int64_t k = 0; k < K; ++k) {
-    const T* a = A + k * lda;
-    const T* b = B + k * ldb;
-    for (int64_t m = 0; m < M; ++m) {
-      const T av = a[m];
-      T* c = C + m * ldc;
-#pragma omp simd
-      for (int64_t n = 0; n < N; ++n) c[n] += av * b[n];
-    }
-  }
+  gemm_axpy(M, N, K, A, 1, lda, B, ldb, C, ldc, /*accumulate=*/true);
 }
 
 }  // namespace cpu

@@ -53,7 +53,7 @@ at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     parallel_chunks(M, num_chunks(M), [&](int64_t, int64_t m0, int64_t m1) {
-      gemm_abt(m1 - m0, O, K, xp + m0 * K, K, wp, K, yp + m0 * O, O);
+      gemm_abt(m1 - m0, O, K, xp + m0 * K, K, wp, K, yp + m0 * O, O, /*accumulate=*/false);
       for (int64_t m = m0; m < m1; ++m) {
         scalar_t* ym = yp + m * O;
         for (int64_t o = 0; o < O; ++o) {
