@@ -5,7 +5,8 @@ already have (the extension must be compiled against the exact torch it runs wit
 
 Environment switches:
   USE_CUDA=0|1      0: CPU only. 1: require the CUDA kernels. Unset: build CUDA when
-                    torch has CUDA and a CUDA toolkit (CUDA_HOME, or nvcc on PATH) is found.
+                    torch has CUDA and a CUDA toolkit is found (CUDA_HOME, else /usr/local/cuda
+                    when it holds nvcc, else the nvcc on PATH).
   FORCE_CUDA=1      same as USE_CUDA=1 (build CUDA even without a visible GPU).
   TORCH_CUDA_ARCH_LIST  GPU architectures, e.g. "8.0;9.0". Default here: "7.5;8.0;8.6;8.9;9.0+PTX".
   LENET_EXT_ASAN=1  debug build under AddressSanitizer (see scripts/asan_check.sh).
@@ -15,11 +16,17 @@ import glob
 import os
 import sys
 
-import torch
-from setuptools import setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+# torch guesses CUDA_HOME from the nvcc on PATH, which a wrapper script in /usr/local/bin
+# fools; prefer the standard toolkit location when CUDA_HOME is not set.
+if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH") and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from setuptools import setup  # noqa: E402
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Turing to Hopper, plus PTX so newer GPUs can JIT-compile; sm_90 covers the H100.
 DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 

@@ -55,9 +55,11 @@ def _check_floating(t: Tensor, name: str, ref: Optional[Tensor] = None, ref_name
         raise TypeError(f"lenet_ext: {name} must be float32 or float64, got {t.dtype}")
     if ref is not None:
         if t.dtype != ref.dtype:
-            raise TypeError(f"lenet_ext: {name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}")
+            raise TypeError(f"lenet_ext: {name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; "
+                            "they must match")
         if t.device != ref.device:
-            raise ValueError(f"lenet_ext: {name} is on {t.device} but {ref_name} is on {ref.device}")
+            raise ValueError(f"lenet_ext: {name} is on {t.device} but {ref_name} is on {ref.device}; "
+                             "they must be on the same device")
 
 
 def _check_dim(t: Tensor, name: str, dim: int, layout: str) -> None:

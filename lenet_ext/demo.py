@@ -1,0 +1,66 @@
+"""A one-minute tour: LeNet-5 from our kernels and from torch.nn with the same weights,
+their outputs and gradients compared, and a training step of each timed.
+
+    python -m lenet_ext.demo [--batch-size 256] [--device cpu|cuda]
+"""
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import lenet_ext
+
+
+def time_step(model, images, labels, repeats):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    times = []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), labels).backward()
+        opt.step()
+        if images.is_cuda:
+            torch.cuda.synchronize()
+        if i >= 2:  # warm-up
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() and "cuda" in lenet_ext.backends()
+                        else "cpu", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed training steps (default: 10)")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    ext = lenet_ext.LeNet5(impl="ext").to(args.device)
+    ref = lenet_ext.LeNet5(impl="torch").to(args.device)
+    ref.load_state_dict(ext.state_dict())
+    images = torch.rand(args.batch_size, 1, 28, 28, device=args.device)
+    labels = torch.randint(0, 10, (args.batch_size,), device=args.device)
+    print(f"lenet_ext {lenet_ext.__version__} (backends {lenet_ext.backends()}), torch {torch.__version__}, "
+          f"device {args.device}, {sum(p.numel() for p in ext.parameters()):,} parameters")
+    print(ext)
+
+    acts = ext.activations(images)
+    print("layer outputs: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in acts.items()))
+    diff = (ext(images) - ref(images)).abs().max().item()
+    print(f"max |logits ext - logits torch| = {diff:.2e}")
+    for model in (ext, ref):
+        model.zero_grad()
+        F.cross_entropy(model(images), labels).backward()
+    gdiff = max((p.grad - q.grad).abs().max().item() for p, q in zip(ext.parameters(), ref.parameters()))
+    print(f"max |grad ext - grad torch| over all parameters = {gdiff:.2e}")
+
+    t_ext = time_step(ext, images, labels, args.repeats)
+    t_ref = time_step(ref, images, labels, args.repeats)
+    print(f"training step at batch {args.batch_size}: ext {t_ext * 1e3:.1f} ms, torch {t_ref * 1e3:.1f} ms "
+          f"(median of {args.repeats}; ext/torch = {t_ext / t_ref:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Runs every lenet_ext kernel, forward and backward, once on small odd shapes and once at
+LeNet-5's shapes, on the given device: the program compute-sanitizer checks in
+scripts/gpu_check.sh (memcheck, racecheck). Exits non-zero if a result disagrees with torch.
+
+    python scripts/exercise_kernels.py [--device cuda]
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+import lenet_ext
+from lenet_ext import ops
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda")
+    device = parser.parse_args().device
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=1e-10, rtol=1e-8)
+        for n, c, h, w, o, k, s, p in [(3, 2, 11, 9, 5, 3, 2, 1), (257, 6, 14, 14, 16, 5, 1, 0),
+                                       (5, 16, 5, 5, 120, 5, 1, 0), (2, 1, 28, 28, 6, 5, 1, 2)]:
+            x = torch.randn(n, c, h, w, device=device, dtype=dtype, requires_grad=True)
+            wt = torch.randn(o, c, k, k, device=device, dtype=dtype, requires_grad=True)
+            b = torch.randn(o, device=device, dtype=dtype, requires_grad=True)
+            y = ops.conv2d_sigmoid(x, wt, b, s, p)
+            pooled = ops.avg_pool2d(y, 2, 1 if y.shape[-1] < 4 else None) if y.shape[-1] >= 2 else y
+            lw = torch.randn(7, pooled[0].numel(), device=device, dtype=dtype, requires_grad=True)
+            out = ops.linear(pooled.flatten(1), lw, None, True)
+            grads = torch.autograd.grad(out.square().sum(), (x, wt, b, lw))
+            ref = torch.sigmoid(F.conv2d(x, wt, b, s, p))
+            ref = F.avg_pool2d(ref, 2, 1 if ref.shape[-1] < 4 else None) if ref.shape[-1] >= 2 else ref
+            ref = torch.sigmoid(F.linear(ref.flatten(1), lw))
+            ref_grads = torch.autograd.grad(ref.square().sum(), (x, wt, b, lw))
+            torch.testing.assert_close(out, ref, **tol)
+            for g, r in zip(grads, ref_grads):
+                torch.testing.assert_close(g, r, **tol)
+    model = lenet_ext.LeNet5("ext").to(device)
+    F.cross_entropy(model(torch.rand(33, 1, 28, 28, device=device)),
+                    torch.randint(0, 10, (33,), device=device)).backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    print("exercised every kernel forward and backward: results match torch")
+
+
+if __name__ == "__main__":
+    main()

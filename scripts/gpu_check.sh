@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU run, one prepared script for a machine with an NVIDIA GPU and no network:
+#   1. installs lenet_ext (CPU + CUDA kernels for sm_90 unless TORCH_CUDA_ARCH_LIST says otherwise);
+#   2. runs the CUDA tests (every parity test on the GPU, opcheck, CUDA graphs, streams,
+#      determinism, device errors, no cuDNN/cuBLAS);
+#   3. runs compute-sanitizer memcheck and racecheck over scripts/exercise_kernels.py;
+#   4. times every op and LeNet-5 inference and training step against torch eager at
+#      batch 1, 64 and 1024 (CUDA events, warm-up, medians).
+# Results go to $OUT (default ./gpu-results): gpu-check.md, with the logs beside it.
+# Meant to finish within 8 minutes on an H100. Usage: OUT=/some/dir bash scripts/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
+report="$out/gpu-check.md"
+status=0
+step() { echo "== $*" | tee -a "$out/steps.log"; }
+
+{
+  echo "# lenet_ext GPU check, $(date -u +%Y-%m-%d)"
+  echo
+  echo '```'
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  $python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo '```'
+} > "$report"
+
+step "install"
+if ! $python -m pip install --no-deps --no-build-isolation -e . > "$out/install.log" 2>&1; then
+  echo "install FAILED (see install.log)" >> "$report"
+  tail -40 "$out/install.log"
+  exit 1
+fi
+$python -c 'import lenet_ext; print("backends", lenet_ext.backends())' | tee -a "$report"
+
+step "CUDA tests"
+timeout 240 $python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_ops.py tests/test_model.py \
+  -k "cuda" > "$out/pytest.log" 2>&1 || status=1
+{ echo; echo "## CUDA tests"; echo; echo '```'; tail -n 15 "$out/pytest.log"; echo '```'; } >> "$report"
+
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+{ echo; echo "## compute-sanitizer"; echo; } >> "$report"
+if [ -n "$sanitizer" ]; then
+  for tool in memcheck racecheck; do
+    step "compute-sanitizer $tool"
+    timeout 150 "$sanitizer" --tool "$tool" --error-exitcode 9 $python scripts/exercise_kernels.py \
+      > "$out/sanitizer-$tool.log" 2>&1
+    rc=$?
+    [ $rc -eq 0 ] || status=1
+    { echo "- $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -n1)"; } >> "$report"
+  done
+else
+  echo "- compute-sanitizer not found" >> "$report"
+  status=1
+fi
+
+step "timings"
+{ echo; echo "## timings (CUDA events, medians)"; echo; } >> "$report"
+timeout 200 $python -m benchmarks.report --device cuda --batches 1,64,1024 --rounds 10 --min-round-ms 10 \
+  --out "$out" > "$out/bench.log" 2>&1 || status=1
+cat "$out"/cuda-*.md >> "$report" 2>/dev/null || tail -n 20 "$out/bench.log" >> "$report"
+
+echo "status $status" >> "$report"
+cat "$report"
+exit $status

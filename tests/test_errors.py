@@ -1,0 +1,100 @@
+"""Bad input raises a Python exception that names the argument: TypeError for a wrong dtype or
+argument type, ValueError for a wrong shape, value or device. Never a crash."""
+import pytest
+import torch
+
+import lenet_ext
+from lenet_ext import ops
+
+
+def x4(*shape, dtype=torch.float32, device="cpu"):
+    return torch.randn(*shape, device=device).to(dtype)
+
+
+CONV = [  # (description, call, exception, words the message must contain)
+    ("input 3-D", lambda: ops.conv2d_sigmoid(x4(3, 8, 8), x4(4, 3, 3, 3)), ValueError, "input must be 4-D"),
+    ("weight 3-D", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3)), ValueError, "weight must be 4-D"),
+    ("channels", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 2, 3, 3)), ValueError, "channels"),
+    ("bias length", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3), x4(5)), ValueError, "bias"),
+    ("bias 2-D", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3), x4(4, 1)), ValueError, "bias"),
+    ("kernel too big", lambda: ops.conv2d_sigmoid(x4(2, 3, 4, 4), x4(4, 3, 7, 7), None, 1, 1), ValueError,
+     "larger than the padded input"),
+    ("stride 0", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3), None, 0), ValueError, "stride"),
+    ("padding < 0", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3), None, 1, -1), ValueError, "padding"),
+    ("stride float", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3), None, 1.5), TypeError, "stride"),
+    ("int input", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8, dtype=torch.int64), x4(4, 3, 3, 3)), TypeError,
+     "input must be float32 or float64"),
+    ("half input", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8, dtype=torch.half), x4(4, 3, 3, 3, dtype=torch.half)),
+     TypeError, "input must be float32 or float64"),
+    ("complex input", lambda: ops.conv2d_sigmoid(torch.randn(2, 3, 8, 8, dtype=torch.complex64),
+                                                 x4(4, 3, 3, 3)), TypeError, "float32 or float64"),
+    ("dtype mismatch", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3, dtype=torch.float64)), TypeError,
+     "weight has dtype"),
+    ("bias dtype", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3), x4(4, dtype=torch.float64)),
+     TypeError, "bias has dtype"),
+    ("device mismatch", lambda: ops.conv2d_sigmoid(x4(2, 3, 8, 8), x4(4, 3, 3, 3, device="meta")), ValueError,
+     "same device"),
+]
+
+POOL = [
+    ("input 3-D", lambda: ops.avg_pool2d(x4(3, 8, 8), 2), ValueError, "input must be 4-D"),
+    ("kernel 0", lambda: ops.avg_pool2d(x4(1, 3, 8, 8), 0), ValueError, "kernel_size"),
+    ("stride 0", lambda: ops.avg_pool2d(x4(1, 3, 8, 8), 2, 0), ValueError, "stride"),
+    ("kernel too big", lambda: ops.avg_pool2d(x4(1, 3, 4, 4), 5), ValueError, "larger than the input"),
+    ("kernel tuple", lambda: ops.avg_pool2d(x4(1, 3, 8, 8), (2, 2)), TypeError, "kernel_size must be an int"),
+    ("int input", lambda: ops.avg_pool2d(x4(1, 3, 8, 8, dtype=torch.int32), 2), TypeError, "float32 or float64"),
+    ("half input", lambda: ops.avg_pool2d(x4(1, 3, 8, 8, dtype=torch.bfloat16), 2), TypeError, "float32 or float64"),
+]
+
+LINEAR = [
+    ("0-D input", lambda: ops.linear(torch.tensor(1.0), x4(3, 1)), ValueError, "input must have at least 1"),
+    ("weight 1-D", lambda: ops.linear(x4(2, 5), x4(5)), ValueError, "weight must be 2-D"),
+    ("features", lambda: ops.linear(x4(2, 5), x4(3, 4)), ValueError, "features"),
+    ("bias length", lambda: ops.linear(x4(2, 5), x4(3, 5), x4(4)), ValueError, "bias"),
+    ("int input", lambda: ops.linear(x4(2, 5, dtype=torch.int64), x4(3, 5)), TypeError, "float32 or float64"),
+    ("dtype mismatch", lambda: ops.linear(x4(2, 5, dtype=torch.float64), x4(3, 5)), TypeError, "weight has dtype"),
+    ("device mismatch", lambda: ops.linear(x4(2, 5), x4(3, 5, device="meta")), ValueError, "same device"),
+    ("sigmoid not bool", lambda: ops.linear(x4(2, 5), x4(3, 5), None, 1), TypeError, "sigmoid must be a bool"),
+]
+
+MODEL = [
+    ("3-D images", lambda: lenet_ext.LeNet5()(x4(4, 28, 28)), ValueError, "(N, 1, 28, 28)"),
+    ("3 channels", lambda: lenet_ext.LeNet5()(x4(4, 3, 28, 28)), ValueError, "(N, 1, 28, 28)"),
+    ("32x32", lambda: lenet_ext.LeNet5()(x4(4, 1, 32, 32)), ValueError, "(N, 1, 28, 28)"),
+    ("uint8 images", lambda: lenet_ext.LeNet5()(torch.zeros(4, 1, 28, 28, dtype=torch.uint8)), TypeError,
+     "floating-point"),
+    ("not a tensor", lambda: lenet_ext.LeNet5()([[0.0]]), TypeError, "torch.Tensor"),
+    ("torch impl too", lambda: lenet_ext.LeNet5(impl="torch")(x4(4, 1, 32, 32)), ValueError, "(N, 1, 28, 28)"),
+    ("unknown impl", lambda: lenet_ext.LeNet5(impl="cudnn"), ValueError, "impl must be one of"),
+]
+
+BACKWARD = [  # the explicit backward ops are public too
+    ("conv grad shape", lambda: torch.ops.lenet_ext.conv2d_sigmoid_backward(
+        x4(2, 4, 5, 5), x4(2, 4, 6, 6), x4(2, 3, 8, 8), x4(4, 3, 3, 3), 1, 0, [True, True, True]),
+     ValueError, "grad_output must have shape"),
+    ("pool input_size", lambda: torch.ops.lenet_ext.avg_pool2d_backward(x4(1, 3, 4, 4), [1, 3, 9], 2, 2),
+     ValueError, "input_size"),
+    ("pool grad shape", lambda: torch.ops.lenet_ext.avg_pool2d_backward(x4(1, 3, 3, 4), [1, 3, 8, 8], 2, 2),
+     ValueError, "grad_output must have shape"),
+    ("linear needs output", lambda: torch.ops.lenet_ext.linear_backward(
+        x4(2, 3), None, x4(2, 5), x4(3, 5), True, [True, True, True]), ValueError, "needs the forward output"),
+]
+
+
+@pytest.mark.parametrize("case", CONV + POOL + LINEAR + MODEL + BACKWARD, ids=lambda c: c[0])
+def test_bad_input_raises(case):
+    _, call, exc, words = case
+    with pytest.raises(exc) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_kernel_checks_match_fake_checks():
+    """The same bad call fails the same way in eager (C++ checks) and on meta tensors (fake kernels)."""
+    for device in ("cpu", "meta"):
+        with pytest.raises(ValueError, match="channels"):
+            ops.conv2d_sigmoid(x4(2, 3, 8, 8, device=device), x4(4, 2, 3, 3, device=device))
+        with pytest.raises(TypeError, match="float32 or float64"):
+            ops.linear(x4(2, 5, device=device).half(), x4(3, 5, device=device).half())
+        with pytest.raises(ValueError, match="larger than"):
+            ops.avg_pool2d(x4(1, 3, 4, 4, device=device), 5)

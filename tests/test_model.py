@@ -1,0 +1,158 @@
+"""LeNet5(impl="ext") against LeNet5(impl="torch") with the same weights."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import lenet_ext
+from lenet_ext.models import LAYERS
+
+from conftest import devices
+
+DEVICES = devices()
+ATOL, RTOL = 1e-5, 1e-4  # float32, as in test_ops.py (scaled by the largest value)
+
+
+def close(actual, expected, atol=ATOL, rtol=RTOL):
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(actual, expected, atol=atol * scale, rtol=rtol)
+
+
+def pair(device="cpu", dtype=torch.float32):
+    ext = lenet_ext.LeNet5(impl="ext").to(device, dtype)
+    ref = lenet_ext.LeNet5(impl="torch").to(device, dtype)
+    ref.load_state_dict(ext.state_dict())
+    return ext, ref
+
+
+def images(n, device="cpu", dtype=torch.float32):
+    return torch.rand(n, 1, 28, 28, device=device, dtype=dtype)
+
+
+def test_architecture():
+    model = lenet_ext.LeNet5()
+    assert sum(p.numel() for p in model.parameters()) == 61706
+    assert list(model.state_dict()) == [f"{layer}.{p}" for layer in ("c1", "c3", "c5", "f6", "output")
+                                        for p in ("weight", "bias")]
+    acts = model.activations(images(3))
+    assert list(acts) == list(LAYERS)
+    assert {k: tuple(v.shape) for k, v in acts.items()} == {
+        "c1": (3, 6, 28, 28), "s2": (3, 6, 14, 14), "c3": (3, 16, 10, 10), "s4": (3, 16, 5, 5),
+        "c5": (3, 120, 1, 1), "f6": (3, 84), "logits": (3, 10)}
+
+
+def test_initialised_as_torch_nn():
+    torch.manual_seed(123)
+    model = lenet_ext.LeNet5()
+    torch.manual_seed(123)
+    layers = [nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5), nn.Conv2d(16, 120, 5), nn.Linear(120, 84),
+              nn.Linear(84, 10)]
+    expected = [p for layer in layers for p in layer.parameters()]
+    for ours, theirs in zip(model.parameters(), expected, strict=True):
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_same_logits_features_activations(batch, device):
+    ext, ref = pair(device)
+    x = images(batch, device)
+    close(ext(x), ref(x))
+    close(ext.features(x), ref.features(x))
+    torch.testing.assert_close(ext.features(x), ext.activations(x)["f6"])
+    for (name, a), (_, b) in zip(ext.activations(x).items(), ref.activations(x).items(), strict=True):
+        close(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_same_gradients(dtype, device):
+    ext, ref = pair(device, dtype)
+    x, y = images(32, device, dtype), torch.randint(0, 10, (32,), device=device)
+    F.cross_entropy(ext(x), y).backward()
+    F.cross_entropy(ref(x), y).backward()
+    for (name, p), q in zip(ext.named_parameters(), ref.parameters(), strict=True):
+        if dtype == torch.float64:
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-12, rtol=1e-10, msg=name)
+        else:
+            close(p.grad, q.grad)
+
+
+def test_input_gradient_and_gradcheck():
+    ext, ref = pair(dtype=torch.float64)
+    x = images(2, dtype=torch.float64).requires_grad_()
+    gx_ext, = torch.autograd.grad(ext(x).square().sum(), x)
+    gx_ref, = torch.autograd.grad(ref(x).square().sum(), x)
+    torch.testing.assert_close(gx_ext, gx_ref, atol=1e-12, rtol=1e-10)
+    assert torch.autograd.gradcheck(lambda t: ext(t), (x,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_twenty_sgd_steps_track_torch(device):
+    """Train both from the same start on the same batches: the losses stay together."""
+    ext, ref = pair(device)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.5, momentum=0.9) for m in (ext, ref)]
+    gen = torch.Generator(device="cpu").manual_seed(torch.initial_seed() % 2**31)
+    first = last = None
+    for step in range(20):
+        x = torch.rand(64, 1, 28, 28, generator=gen).to(device)
+        y = torch.randint(0, 10, (64,), generator=gen).to(device)
+        losses = []
+        for model, opt in zip((ext, ref), opts):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert abs(losses[0] - losses[1]) <= 1e-4 * max(1.0, abs(losses[1])), (step, losses)
+        first = losses if first is None else first
+        last = losses
+    for p, q in zip(ext.parameters(), ref.parameters()):
+        close(p, q, atol=1e-4, rtol=1e-3)
+    assert last != first  # the models did train
+
+
+def test_state_dict_interchange():
+    ext, ref = pair()
+    other = lenet_ext.LeNet5(impl="ext")
+    other.load_state_dict(ref.state_dict())
+    x = images(5)
+    torch.testing.assert_close(other(x), ext(x))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_zero_size_batch(device):
+    ext, _ = pair(device)
+    assert ext(images(0, device)).shape == (0, 10)
+
+
+def test_compile_fullgraph_forward_and_backward():
+    torch._dynamo.reset()
+    ext, _ = pair()
+    compiled = torch.compile(ext, fullgraph=True)
+    x, y = images(16), torch.randint(0, 10, (16,))
+    out = compiled(x)
+    close(out, ext(x))
+    F.cross_entropy(out, y).backward()
+    grads = [p.grad.clone() for p in ext.parameters()]
+    ext.zero_grad()
+    F.cross_entropy(ext(x), y).backward()
+    for g, p in zip(grads, ext.parameters()):
+        close(g, p.grad)
+
+
+def test_compile_traces_our_ops():
+    """The compiled graph calls lenet_ext ops, not torch's conv/pool/linear."""
+    torch._dynamo.reset()
+    ext, _ = pair()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch.compile(ext, backend=backend, fullgraph=True)(images(4))
+    assert len(graphs) == 1
+    targets = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
+    assert any("lenet_ext.conv2d_sigmoid" in t for t in targets), targets
+    assert not any("conv2d" in t and "lenet_ext" not in t for t in targets), targets

@@ -1,0 +1,293 @@
+"""Each op against its torch reference: forward and every gradient on random inputs.
+
+float32 tolerances (ours and torch add the same products in different orders):
+    |ours - torch| <= ATOL * max(1, max|torch|) + RTOL * |torch|,  ATOL = 1e-5, RTOL = 1e-4
+i.e. an absolute error of 1e-5 relative to the tensor's largest value (weight gradients are
+sums over the whole batch and reach tens), plus 1e-4 relative per element.
+float64: torch.autograd.gradcheck (finite differences) with its defaults, and
+torch.library.opcheck for every op, with and without requires_grad.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lenet_ext  # noqa: F401  (registers the ops)
+from lenet_ext import ops
+
+from conftest import devices
+
+ATOL, RTOL = 1e-5, 1e-4
+DEVICES = devices()
+
+
+def close(actual, expected, dtype=torch.float32):
+    if dtype == torch.float64:
+        torch.testing.assert_close(actual, expected, atol=1e-10, rtol=1e-9)
+    else:
+        scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+        torch.testing.assert_close(actual, expected, atol=ATOL * scale, rtol=RTOL)
+
+
+def noncontiguous(t):
+    """The same values in a non-contiguous layout: a strided view into a bigger buffer, taking
+    every other element along the last dimension longer than 1."""
+    dims = [d for d in range(t.dim()) if t.shape[d] > 1]
+    if not dims:  # a single element has no layout to vary
+        return t.clone()
+    d = dims[-1]
+    shape = list(t.shape)
+    shape[d] *= 2
+    view = torch.randn(shape, dtype=t.dtype, device=t.device)[(slice(None),) * d + (slice(None, None, 2),)]
+    view.copy_(t)
+    assert not view.is_contiguous()
+    return view
+
+
+def check_parity(ours, ref, inputs, dtype):
+    """Forward and the gradient of every input that requires grad, for a random upstream gradient."""
+    y, r = ours(*inputs), ref(*inputs)
+    close(y, r, dtype)
+    grad = torch.randn_like(r)
+    wrt = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    for g_ours, g_ref in zip(torch.autograd.grad(y, wrt, grad), torch.autograd.grad(r, wrt, grad)):
+        close(g_ours, g_ref, dtype)
+
+
+def leaf(*shape, dtype=torch.float32, device="cpu", requires_grad=True):
+    return torch.randn(*shape, dtype=dtype, device=device).requires_grad_(requires_grad)
+
+
+# ----------------------------------------------------------------------------- conv2d_sigmoid
+
+CONV_CASES = [  # (N, C, H, W, O, kH, kW, stride, padding)
+    (1, 1, 28, 28, 6, 5, 5, 1, 2),     # LeNet c1
+    (64, 6, 14, 14, 16, 5, 5, 1, 0),   # LeNet c3
+    (33, 16, 5, 5, 120, 5, 5, 1, 0),   # LeNet c5 (window covers the whole input)
+    (7, 3, 11, 9, 4, 3, 5, 2, 1),      # odd sizes, rectangular kernel, stride and padding
+    (5, 2, 13, 13, 3, 3, 3, 3, 2),
+    (2, 4, 6, 7, 5, 7, 7, 1, 3),       # kernel larger than the unpadded input
+    (3, 5, 9, 9, 2, 1, 1, 2, 0),       # 1x1 kernel
+    (17, 8, 8, 8, 9, 4, 4, 4, 0),      # stride == kernel
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_sigmoid_matches_torch(case, bias, device):
+    n, c, h, w, o, kh, kw, stride, padding = case
+    x, weight = leaf(n, c, h, w, device=device), leaf(o, c, kh, kw, device=device)
+    b = leaf(o, device=device) if bias else None
+    check_parity(lambda x, w_, b_: ops.conv2d_sigmoid(x, w_, b_, stride, padding),
+                 lambda x, w_, b_: torch.sigmoid(F.conv2d(x, w_, b_, stride, padding)),
+                 (x, weight, b), torch.float32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [1, 2, 5, 31, 64])
+def test_conv2d_sigmoid_batches_and_noncontiguous(batch, device):
+    x = noncontiguous(torch.randn(batch, 3, 10, 10, device=device)).requires_grad_()
+    weight = noncontiguous(torch.randn(4, 3, 3, 3, device=device)).requires_grad_()
+    b = noncontiguous(torch.randn(4, device=device)).requires_grad_()
+    check_parity(lambda *a: ops.conv2d_sigmoid(*a, 1, 1), lambda *a: torch.sigmoid(F.conv2d(*a, 1, 1)),
+                 (x, weight, b), torch.float32)
+    # channels_last input is also non-contiguous in NCHW terms
+    xc = torch.randn(batch, 3, 10, 10, device=device).to(memory_format=torch.channels_last).requires_grad_()
+    check_parity(lambda *a: ops.conv2d_sigmoid(*a, 2, 0), lambda *a: torch.sigmoid(F.conv2d(*a, 2, 0)),
+                 (xc, weight, b), torch.float32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
+                                   (False, True, True), (True, True, True)], ids=str)
+def test_conv2d_sigmoid_partial_grads(needs, device):
+    x, weight, b = leaf(4, 2, 7, 7, device=device), leaf(3, 2, 3, 3, device=device), leaf(3, device=device)
+    for t, need in zip((x, weight, b), needs):
+        t.requires_grad_(need)
+    check_parity(lambda *a: ops.conv2d_sigmoid(*a, 1, 1), lambda *a: torch.sigmoid(F.conv2d(*a, 1, 1)),
+                 (x, weight, b), torch.float32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1), (1, 2)])
+def test_conv2d_sigmoid_gradcheck(stride, padding, device):
+    x = leaf(2, 2, 6, 5, dtype=torch.float64, device=device)
+    weight = leaf(3, 2, 3, 2, dtype=torch.float64, device=device)
+    b = leaf(3, dtype=torch.float64, device=device)
+    assert torch.autograd.gradcheck(lambda *a: ops.conv2d_sigmoid(*a, stride, padding), (x, weight, b))
+    check_parity(lambda *a: ops.conv2d_sigmoid(*a, stride, padding),
+                 lambda *a: torch.sigmoid(F.conv2d(*a, stride, padding)), (x, weight, b), torch.float64)
+
+
+# ----------------------------------------------------------------------------- avg_pool2d
+
+POOL_CASES = [  # (N, C, H, W, kernel, stride)
+    (1, 6, 28, 28, 2, None),   # LeNet s2
+    (64, 16, 10, 10, 2, None), # LeNet s4
+    (3, 2, 7, 9, 2, None),     # odd sizes: floor drops the last row/column
+    (5, 3, 11, 11, 3, 2),      # overlapping windows
+    (2, 4, 8, 6, 3, 3),
+    (9, 1, 5, 5, 5, 1),        # one window
+    (4, 2, 9, 10, 2, 3),       # stride > kernel: gaps
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_avg_pool2d_matches_torch(case, device):
+    n, c, h, w, k, s = case
+    x = leaf(n, c, h, w, device=device)
+    check_parity(lambda x: ops.avg_pool2d(x, k, s), lambda x: F.avg_pool2d(x, k, s), (x,), torch.float32)
+    xn = noncontiguous(torch.randn(n, c, h, w, device=device)).requires_grad_()
+    check_parity(lambda x: ops.avg_pool2d(x, k, s), lambda x: F.avg_pool2d(x, k, s), (xn,), torch.float32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("k,s", [(2, None), (3, 2), (2, 3)])
+def test_avg_pool2d_gradcheck(k, s, device):
+    x = leaf(2, 3, 7, 8, dtype=torch.float64, device=device)
+    assert torch.autograd.gradcheck(lambda x: ops.avg_pool2d(x, k, s), (x,))
+    check_parity(lambda x: ops.avg_pool2d(x, k, s), lambda x: F.avg_pool2d(x, k, s), (x,), torch.float64)
+
+
+# ----------------------------------------------------------------------------- linear
+
+LINEAR_CASES = [  # (input shape, out_features)
+    ((1, 120), 84),      # LeNet f6
+    ((64, 84), 10),      # LeNet output
+    ((37, 13), 7),
+    ((5, 3, 17), 6),     # extra leading dimensions
+    ((9,), 4),           # 1-D input
+    ((2, 1), 1),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", LINEAR_CASES, ids=str)
+@pytest.mark.parametrize("sigmoid", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_torch(case, sigmoid, bias, device):
+    shape, out = case
+    x, weight = leaf(*shape, device=device), leaf(out, shape[-1], device=device)
+    b = leaf(out, device=device) if bias else None
+
+    def ref(x, w_, b_):
+        y = F.linear(x, w_, b_)
+        return torch.sigmoid(y) if sigmoid else y
+
+    check_parity(lambda x, w_, b_: ops.linear(x, w_, b_, sigmoid), ref, (x, weight, b), torch.float32)
+    xn, wn = noncontiguous(x.detach()).requires_grad_(), noncontiguous(weight.detach()).requires_grad_()
+    check_parity(lambda x, w_, b_: ops.linear(x, w_, b_, sigmoid), ref, (xn, wn, b), torch.float32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_linear_gradcheck(sigmoid, device):
+    x = leaf(5, 7, dtype=torch.float64, device=device)
+    weight, b = leaf(4, 7, dtype=torch.float64, device=device), leaf(4, dtype=torch.float64, device=device)
+    assert torch.autograd.gradcheck(lambda *a: ops.linear(*a, sigmoid), (x, weight, b))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_linear_partial_grads(device):
+    x, weight, b = leaf(6, 5, device=device), leaf(3, 5, device=device), leaf(3, device=device)
+    x.requires_grad_(False)
+    b.requires_grad_(False)
+    check_parity(lambda *a: ops.linear(*a, True), lambda x, w_, b_: torch.sigmoid(F.linear(x, w_, b_)),
+                 (x, weight, b), torch.float32)
+
+
+# ----------------------------------------------------------------------------- special values
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nan_and_inf_propagate_like_torch(device):
+    x = torch.randn(2, 1, 6, 6, device=device)
+    x[0, 0, 1, 1] = float("nan")
+    x[1, 0, 4, 4] = float("inf")
+    x[1, 0, 0, 0] = -float("inf")
+    weight, b = torch.randn(2, 1, 3, 3, device=device), torch.randn(2, device=device)
+    torch.testing.assert_close(ops.conv2d_sigmoid(x, weight, b, 1, 1), torch.sigmoid(F.conv2d(x, weight, b, 1, 1)),
+                               equal_nan=True, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(ops.avg_pool2d(x, 2), F.avg_pool2d(x, 2), equal_nan=True)
+    h = x.flatten(1)[:, :9]
+    w2 = torch.randn(3, 9, device=device)
+    torch.testing.assert_close(ops.linear(h, w2, None, True), torch.sigmoid(F.linear(h, w2)), equal_nan=True,
+                               atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sigmoid_saturates_like_torch(device):
+    """Large pre-activations of both signs: our vectorized sigmoid must saturate to 0 and 1."""
+    x = torch.linspace(-120, 120, 2 * 3 * 8 * 8, device=device).reshape(2, 3, 8, 8)
+    weight = torch.zeros(5, 3, 1, 1, device=device)
+    weight[:, 0] = torch.linspace(-1.5, 1.5, 5, device=device)[:, None, None]
+    torch.testing.assert_close(ops.conv2d_sigmoid(x, weight, None), torch.sigmoid(F.conv2d(x, weight)),
+                               atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_zero_size_batch(device):
+    x = torch.randn(0, 3, 8, 8, device=device, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, device=device, requires_grad=True)
+    b = torch.randn(4, device=device, requires_grad=True)
+    y = ops.conv2d_sigmoid(x, weight, b, 1, 1)
+    assert y.shape == (0, 4, 8, 8)
+    p = ops.avg_pool2d(y, 2)
+    assert p.shape == (0, 4, 4, 4)
+    z = ops.linear(p.flatten(1), torch.randn(5, 64, device=device), None, True)
+    assert z.shape == (0, 5)
+    gw, gb = torch.autograd.grad(z.sum(), (weight, b))
+    assert torch.equal(gw, torch.zeros_like(gw)) and torch.equal(gb, torch.zeros_like(gb))
+
+
+# ----------------------------------------------------------------------------- opcheck
+
+
+def _opcheck_samples(device, requires_grad):
+    def t(*shape):
+        return torch.randn(*shape, device=device, requires_grad=requires_grad)
+    return [
+        (torch.ops.lenet_ext.conv2d_sigmoid.default, (t(3, 2, 9, 8), t(4, 2, 3, 3), t(4), 1, 1)),
+        (torch.ops.lenet_ext.conv2d_sigmoid.default, (t(2, 16, 5, 5), t(7, 16, 5, 5), None, 1, 0)),
+        (torch.ops.lenet_ext.avg_pool2d.default, (t(3, 2, 9, 8), 2, 2)),
+        (torch.ops.lenet_ext.avg_pool2d.default, (t(1, 3, 7, 7), 3, 2)),
+        (torch.ops.lenet_ext.linear.default, (t(5, 12), t(3, 12), t(3), True)),
+        (torch.ops.lenet_ext.linear.default, (t(2, 4, 12), t(3, 12), None, False)),
+    ]
+
+
+def _backward_samples(device):
+    x, w, b = torch.randn(3, 2, 9, 8, device=device), torch.randn(4, 2, 3, 3, device=device), torch.randn(4)
+    y = ops.conv2d_sigmoid(x, w, b.to(device), 1, 1)
+    h, lw = torch.randn(5, 12, device=device), torch.randn(3, 12, device=device)
+    z = ops.linear(h, lw, None, True)
+    return [
+        (torch.ops.lenet_ext.conv2d_sigmoid_backward.default,
+         (torch.randn_like(y), y, x, w, 1, 1, [True, True, True])),
+        (torch.ops.lenet_ext.conv2d_sigmoid_backward.default,
+         (torch.randn_like(y), y, x, w, 1, 1, [False, True, False])),
+        (torch.ops.lenet_ext.avg_pool2d_backward.default, (torch.randn(3, 2, 4, 4, device=device), [3, 2, 9, 8], 2, 2)),
+        (torch.ops.lenet_ext.linear_backward.default, (torch.randn_like(z), z, h, lw, True, [True, True, True])),
+        (torch.ops.lenet_ext.linear_backward.default, (torch.randn_like(z), None, h, lw, False, [True, False, True])),
+    ]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_opcheck_forward_ops(requires_grad, device):
+    for op, args in _opcheck_samples(device, requires_grad):
+        torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_backward_ops(device):
+    for op, args in _backward_samples(device):
+        torch.library.opcheck(op, args)
+
+
+def test_backward_ops_compute_only_what_is_asked():
+    x, w = torch.randn(2, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    y = ops.conv2d_sigmoid(x, w, None, 1, 0)
+    gx, gw, gb = torch.ops.lenet_ext.conv2d_sigmoid_backward(torch.randn_like(y), y, x, w, 1, 0, [False, True, False])
+    assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
