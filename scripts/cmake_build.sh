@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures, builds and tests the C++ library with CMake against the LibTorch inside the
 # active Python's torch: `bash scripts/cmake_build.sh [BUILD_DIR] [extra cmake args...]`.
+# With a CUDA torch and toolkit it builds the CUDA kernels too (USE_CUDA=0 to skip them).
 # LENET_EXT_ASAN=1 builds under AddressSanitizer. With a CUDA build of torch, LibTorch's
 # CMake config needs the CUDA toolkit (CUDA_HOME, default /usr/local/cuda) and libnvrtc,
 # which pip's torch keeps in its nvidia/ wheel folder: both are passed in here.
@@ -25,6 +26,8 @@ PY
 )
   fi
   [ -n "$nvrtc" ] && args+=(-DCUDA_nvrtc_LIBRARY="$nvrtc")
+  # Our CUDA kernels too, unless USE_CUDA=0.
+  [ "${USE_CUDA:-1}" != 0 ] && [ -x "$cuda_home/bin/nvcc" ] && args+=(-DLENET_EXT_WITH_CUDA=ON)
 fi
 [ "${LENET_EXT_ASAN:-0}" = 1 ] && args+=(-DLENET_EXT_ASAN=ON -DCMAKE_BUILD_TYPE=Debug)
 cmake -S . -B "$build" "${args[@]}" "$@"
