@@ -28,3 +28,29 @@ def devices():
     if not torch.cuda.is_available() or "cuda" not in lenet_ext.backends():
         marks = [pytest.mark.skip(reason="needs a CUDA GPU and lenet_ext built with CUDA")]
     return ["cpu", pytest.param("cuda", marks=marks)]
+
+
+@pytest.fixture(scope="session")
+def offline_env(tmp_path_factory):
+    """Environment for runs that must not touch the network or the user's cache: an empty
+    cache folder and a mirror on a closed local port, so data falls back to the embedded digits."""
+    env = {"LENET_EXT_DATA": str(tmp_path_factory.mktemp("cache")), "LENET_EXT_MIRRORS": "http://127.0.0.1:9/"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, offline_env):
+    """A short real training run (3 epochs on the embedded 5,000 digits) with its study."""
+    from lenet_ext import train
+    run_dir = str(tmp_path_factory.mktemp("run") / "run")
+    code = train.main(["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--out", run_dir,
+                       "--tsne-samples", "300", "--seed", "3"])
+    assert code == 0
+    return run_dir

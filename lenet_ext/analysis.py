@@ -1,0 +1,298 @@
+"""The study of a training run, from its checkpoint and data, written into the run folder:
+
+  loss_curves.png       train, valid and test loss and accuracy per epoch
+  failures.csv          every misclassified test digit: index, true label, predicted label, confidence
+  failures.png          a grid of those digits, true -> predicted
+  per_class_errors.csv  errors per true class (which digits fail most)
+  confusion_matrix.png  true x predicted counts
+  tsne.png              t-SNE of the 84-unit F6 activations of test images, failures marked
+  conv1_maps.png        the six c1 feature maps of chosen digits beside the input, and the c1 filters
+  report.html           one self-contained page with all of the above
+
+Used by `python -m lenet_ext.analyze RUN_DIR` and at the end of `python -m lenet_ext.train`.
+"""
+import base64
+import csv
+import html
+import io
+import json
+import os
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from . import checkpoint, data
+from .models import LeNet5
+
+FILES = ("loss_curves.png", "failures.csv", "failures.png", "per_class_errors.csv", "confusion_matrix.png",
+         "tsne.png", "conv1_maps.png", "report.html")
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    checkpoint.atomic_write_bytes(path, buffer.getvalue())
+
+
+def _pixels(images: torch.Tensor) -> np.ndarray:
+    """Normalized (N, 1, 28, 28) -> (N, 28, 28) in [0, 1] for display."""
+    return (images[:, 0].float().cpu() * data.STD + data.MEAN).clamp(0, 1).numpy()
+
+
+@torch.inference_mode()
+def predict(model: LeNet5, images: torch.Tensor, batch_size: int = 1000):
+    """(probabilities (N, 10), F6 features (N, 84)) in batches."""
+    model.eval()
+    probs, feats = [], []
+    for start in range(0, len(images), batch_size):
+        acts = model.activations(images[start:start + batch_size])
+        probs.append(torch.softmax(acts["logits"], 1).cpu())
+        feats.append(acts["f6"].cpu())
+    return torch.cat(probs), torch.cat(feats)
+
+
+def plot_loss_curves(history: List[Dict], path: str) -> None:
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for split, style in (("train", "-o"), ("valid", "-s"), ("test", "-^")):
+        ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, ms=3, label=split)
+        ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, ms=3, label=split)
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
+    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_failures(images: np.ndarray, true: np.ndarray, pred: np.ndarray, conf: np.ndarray, classes, path: str,
+                  limit: int = 100) -> None:
+    plt = _pyplot()
+    n = min(len(true), limit)
+    cols = 10
+    rows = max(1, (n + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(f"{classes[true[i]]}→{classes[pred[i]]}\n{conf[i]:.2f}", fontsize=7)
+    fig.suptitle(f"misclassified test images: true→predicted, confidence ({len(true)} in all"
+                 + (f", first {n} shown)" if len(true) > n else ")"), fontsize=9)
+    _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, classes, path: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    shown = np.log1p(matrix)
+    im = ax.imshow(shown, cmap="Blues")
+    for t in range(len(classes)):
+        for p in range(len(classes)):
+            if matrix[t, p]:
+                ax.text(p, t, str(matrix[t, p]), ha="center", va="center", fontsize=7,
+                        color="white" if shown[t, p] > shown.max() / 2 else "black")
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true",
+           title="confusion matrix (test)")
+    ax.set_xticklabels(classes, rotation=45 if len(classes[0]) > 1 else 0, fontsize=7)
+    ax.set_yticklabels(classes, fontsize=7)
+    fig.colorbar(im, ax=ax, label="log(1 + count)")
+    _save(fig, path)
+
+
+def plot_tsne(features: np.ndarray, labels: np.ndarray, failed: np.ndarray, classes, seed: int, path: str) -> None:
+    from sklearn.manifold import TSNE
+    plt = _pyplot()
+    perplexity = min(30.0, max(2.0, (len(features) - 1) / 3))
+    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(features)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    cmap = plt.get_cmap("tab10")
+    for c in range(len(classes)):
+        sel = labels == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=cmap(c), label=classes[c], alpha=0.7)
+    ax.scatter(xy[failed, 0], xy[failed, 1], s=40, facecolors="none", edgecolors="black", linewidths=0.8,
+               label=f"misclassified ({int(failed.sum())})")
+    ax.set(title=f"t-SNE of the 84-unit F6 layer, {len(features):,} test images", xticks=[], yticks=[])
+    ax.legend(markerscale=2, fontsize=7, loc="best")
+    _save(fig, path)
+
+
+def plot_conv1(model: LeNet5, images: torch.Tensor, titles: List[str], path: str) -> None:
+    plt = _pyplot()
+    with torch.inference_mode():
+        maps = model.activations(images)["c1"].cpu().numpy()
+    filters = model.c1.weight.detach().cpu().numpy()[:, 0]
+    rows = len(images) + 1
+    fig, axes = plt.subplots(rows, 7, figsize=(7 * 1.3, rows * 1.45), squeeze=False)
+    for r, (img, title) in enumerate(zip(_pixels(images), titles)):
+        axes[r, 0].imshow(img, cmap="gray_r", vmin=0, vmax=1)
+        axes[r, 0].set_title(title, fontsize=7)
+        for k in range(6):
+            axes[r, k + 1].imshow(maps[r, k], cmap="viridis", vmin=0, vmax=1)
+            axes[r, k + 1].set_title(f"c1 map {k}", fontsize=7)
+    limit = np.abs(filters).max()
+    axes[-1, 0].set_title("c1 filters →", fontsize=7)
+    for k in range(6):
+        axes[-1, k + 1].imshow(filters[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[-1, k + 1].set_title(f"filter {k}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    _save(fig, path)
+
+
+def _choose_conv1_digits(true: np.ndarray, pred: np.ndarray, wanted=(8, 9)) -> List[int]:
+    """Test positions of one 8 and one 9, misclassified ones first."""
+    chosen = []
+    for digit in wanted:
+        failed = np.flatnonzero((true == digit) & (pred != digit))
+        anyone = np.flatnonzero(true == digit)
+        pool = failed if len(failed) else anyone
+        if len(pool):
+            chosen.append(int(pool[0]))
+    return chosen or [0]
+
+
+def _img(path: str) -> str:
+    with open(path, "rb") as f:
+        return "data:image/png;base64," + base64.b64encode(f.read()).decode()
+
+
+def write_report(run_dir: str, summary: Dict, per_class: List[Dict], failures: List[Dict], classes) -> None:
+    esc = html.escape
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary.items())
+    pc = "".join(f"<tr><td>{esc(classes[r['class']])}</td><td>{r['count']}</td><td>{r['errors']}</td>"
+                 f"<td>{100 * r['error_rate']:.2f}%</td></tr>" for r in per_class)
+    fl = "".join(f"<tr><td>{r['index']}</td><td>{esc(classes[r['true']])}</td><td>{esc(classes[r['predicted']])}</td>"
+                 f"<td>{r['confidence']:.3f}</td></tr>" for r in failures[:50])
+    figures = [("Loss and accuracy", "loss_curves.png"), ("Misclassified test digits", "failures.png"),
+               ("Confusion matrix", "confusion_matrix.png"), ("t-SNE of the F6 layer", "tsne.png"),
+               ("First conv layer: feature maps and filters", "conv1_maps.png")]
+    figs = "".join(f"<h2>{esc(t)}</h2><img src='{_img(os.path.join(run_dir, f))}' alt='{esc(t)}'>" for t, f in figures)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lenet_ext run: {esc(os.path.basename(os.path.abspath(run_dir)))}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>LeNet-5 run {esc(os.path.abspath(run_dir))}</h1>
+<h2>Summary</h2><table>{rows}</table>
+{figs}
+<h2>Errors per class</h2><table><tr><th>true class</th><th>test images</th><th>errors</th><th>error rate</th></tr>{pc}</table>
+<h2>Misclassified test digits ({len(failures)}; first 50 listed, all in failures.csv)</h2>
+<table><tr><th>test index</th><th>true</th><th>predicted</th><th>confidence</th></tr>{fl}</table>
+</body></html>
+"""
+    checkpoint.atomic_write_text(os.path.join(run_dir, "report.html"), page)
+
+
+def _write_csv(path: str, rows: List[Dict], fields: List[str]) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    checkpoint.atomic_write_text(path, out.getvalue())
+
+
+def analyze(run_dir: str, checkpoint_name: str = "best.pt", device=None, tsne_samples: Optional[int] = None,
+            data_dir: Optional[str] = None, log=print) -> Dict[str, str]:
+    """Writes the study of the run in run_dir (see the module doc); returns {file name: path}."""
+    start = time.perf_counter()
+    state = checkpoint.load(os.path.join(run_dir, checkpoint_name))
+    config = state["config"]
+    device = torch.device(device or "cpu")
+    dataset = data.load(config["dataset"], data_dir or config["data_dir"], config["valid_size"], config["seed"],
+                        log=log)
+    model = LeNet5(impl=state["impl"]).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    test = dataset.test
+    classes = dataset.classes
+    probs, feats = predict(model, test.images.to(device))
+    true = test.labels.numpy()
+    pred = probs.argmax(1).numpy()
+    conf = probs.max(1).values.numpy()
+    failed = np.flatnonzero(pred != true)
+    paths = {name: os.path.join(run_dir, name) for name in FILES}
+
+    history = checkpoint.read_metrics(run_dir)
+    plot_loss_curves(history, paths["loss_curves.png"])
+
+    failures = [{"index": int(test.index[i]), "true": int(true[i]), "predicted": int(pred[i]),
+                 "confidence": float(conf[i]), "p_true": float(probs[i, true[i]])} for i in failed]
+    failures.sort(key=lambda r: -r["confidence"])
+    _write_csv(paths["failures.csv"], failures, ["index", "true", "predicted", "confidence", "p_true"])
+    order = [int(np.flatnonzero(test.index.numpy() == r["index"])[0]) for r in failures]
+    plot_failures(_pixels(test.images[order]) if order else np.zeros((0, 28, 28)), true[order], pred[order],
+                  conf[order], classes, paths["failures.png"])
+
+    n_classes = len(classes)
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (true, pred), 1)
+    plot_confusion(matrix, classes, paths["confusion_matrix.png"])
+    per_class = [{"class": c, "count": int(matrix[c].sum()), "errors": int(matrix[c].sum() - matrix[c, c]),
+                  "error_rate": float((matrix[c].sum() - matrix[c, c]) / max(matrix[c].sum(), 1))}
+                 for c in range(n_classes)]
+    _write_csv(paths["per_class_errors.csv"], per_class, ["class", "count", "errors", "error_rate"])
+
+    n_tsne = min(tsne_samples or config.get("tsne_samples", 2000), len(test))
+    rng = np.random.default_rng(config["seed"])
+    others = rng.permutation(np.setdiff1d(np.arange(len(test)), failed))[: max(n_tsne - len(failed), 0)]
+    sample = np.sort(np.concatenate([failed[:n_tsne], others]))
+    plot_tsne(feats[sample].numpy(), true[sample], np.isin(sample, failed), classes, config["seed"], paths["tsne.png"])
+
+    chosen = _choose_conv1_digits(true, pred)
+    titles = [f"test #{int(test.index[i])}: {classes[true[i]]}→{classes[pred[i]]}" for i in chosen]
+    plot_conv1(model, test.images[chosen].to(device), titles, paths["conv1_maps.png"])
+
+    accuracy = 1 - len(failed) / max(len(test), 1)
+    summary = {"run": os.path.abspath(run_dir), "checkpoint": f"{checkpoint_name} (epoch {state['epoch']})",
+               "dataset": dataset.describe(), "impl": state["impl"], "test accuracy": f"{100 * accuracy:.2f}%",
+               "test errors": f"{len(failed)} of {len(test)}",
+               "most errors": ", ".join(f"{classes[r['class']]}: {r['errors']}"
+                                        for r in sorted(per_class, key=lambda r: -r["errors"])[:3])}
+    summary_file = os.path.join(run_dir, "summary.json")
+    if os.path.isfile(summary_file):
+        with open(summary_file) as f:
+            s = json.load(f)
+        summary.update({"epochs": s.get("epochs_done"), "device": s.get("device"),
+                        "training time": f"{s.get('train_seconds', 0):.0f} s",
+                        "settings": ", ".join(f"{k}={v}" for k, v in s.get("config", {}).items()),
+                        "versions": ", ".join(f"{k} {v}" for k, v in s.get("versions", {}).items())})
+    write_report(run_dir, summary, per_class, failures, classes)
+    log(f"study written to {run_dir} in {time.perf_counter() - start:.0f} s: test accuracy {100 * accuracy:.2f}% "
+        f"({len(failed)} errors); open {os.path.join(run_dir, 'report.html')}")
+    return paths
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(prog="python -m lenet_ext.analyze", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="a run folder written by python -m lenet_ext.train")
+    parser.add_argument("--checkpoint", default="best.pt", help="checkpoint in the run folder (default: best.pt)")
+    parser.add_argument("--tsne-samples", type=int, default=None, help="test images in the t-SNE "
+                        "(default: the run's setting, 2000)")
+    parser.add_argument("--data-dir", default=None, help="where the data is now, if not where training found it")
+    parser.add_argument("--device", default="cpu", help="device for the forward passes (default: cpu)")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.run_dir):
+        parser.error(f"{args.run_dir}: no such run folder")
+    if args.tsne_samples is not None and args.tsne_samples < 2:
+        parser.error("--tsne-samples must be >= 2")
+    try:
+        analyze(args.run_dir, args.checkpoint, args.device, args.tsne_samples, args.data_dir)
+    except (checkpoint.CheckpointError, data.DataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

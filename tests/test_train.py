@@ -1,0 +1,173 @@
+"""Training and the study, run for real on the embedded 5,000 digits (no network, no ../shared)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lenet_ext import analysis, checkpoint, train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def weights(run_dir, name="last.pt"):
+    return checkpoint.load(os.path.join(run_dir, name))["model"]
+
+
+def metrics_without_timing(run_dir):
+    return [{k: v for k, v in row.items() if k not in ("images_per_s", "epoch_s")}
+            for row in checkpoint.read_metrics(run_dir)]
+
+
+def test_training_lowers_the_loss_and_writes_every_artifact(trained_run):
+    history = checkpoint.read_metrics(trained_run)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["valid_loss"] < history[0]["valid_loss"]
+    assert history[-1]["test_acc"] > 0.5  # well above chance (0.1) after 3 short epochs
+    for name in ("best.pt", "last.pt", "metrics.csv", "metrics.jsonl", "summary.json") + analysis.FILES:
+        path = os.path.join(trained_run, name)
+        assert os.path.isfile(path) and os.path.getsize(path) > 0, name
+    from PIL import Image
+    for name in analysis.FILES:
+        if name.endswith(".png"):
+            with open(os.path.join(trained_run, name), "rb") as f:
+                assert f.read(8) == PNG, name
+            with Image.open(os.path.join(trained_run, name)) as im:
+                im.load()
+                assert im.size[0] > 200 and im.size[1] > 100, (name, im.size)
+    page = open(os.path.join(trained_run, "report.html")).read()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert page.count("data:image/png;base64,") == 5
+    summary = json.load(open(os.path.join(trained_run, "summary.json")))
+    assert summary["data"]["source"] == "embedded" and summary["impl"] == "ext"
+    assert summary["versions"]["torch"] == torch.__version__ and summary["config"]["seed"] == 3
+    assert summary["test_acc"] == history[-1]["test_acc"]
+    csv_lines = open(os.path.join(trained_run, "metrics.csv")).read().splitlines()
+    assert csv_lines[0].startswith("epoch,train_loss") and len(csv_lines) == 4
+
+
+def test_failures_csv_matches_the_model(trained_run, offline_env):
+    import csv
+
+    from lenet_ext import data
+    rows = list(csv.DictReader(open(os.path.join(trained_run, "failures.csv"))))
+    state = checkpoint.load(os.path.join(trained_run, "best.pt"))
+    ds = data.load(valid_size=state["config"]["valid_size"], seed=state["config"]["seed"], log=lambda m: None)
+    model = train.LeNet5(state["impl"])
+    model.load_state_dict(state["model"])
+    with torch.inference_mode():
+        pred = model(ds.test.images).argmax(1)
+    wrong = (pred != ds.test.labels).nonzero().flatten()
+    assert sorted(int(r["index"]) for r in rows) == sorted(int(ds.test.index[i]) for i in wrong)
+    per_class = list(csv.DictReader(open(os.path.join(trained_run, "per_class_errors.csv"))))
+    assert sum(int(r["errors"]) for r in per_class) == len(rows)
+
+
+def run_train(args):
+    return train.main(args + ["--no-plots", "--batch-size", "64", "--lr", "0.01"])
+
+
+def test_same_seed_same_weights(tmp_path, offline_env):
+    for name in ("a", "b"):
+        assert run_train(["--epochs", "2", "--seed", "7", "--out", str(tmp_path / name)]) == 0
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert run_train(["--epochs", "2", "--seed", "8", "--out", str(tmp_path / "c")]) == 0
+    assert not torch.equal(wa["c1.weight"], weights(tmp_path / "c")["c1.weight"])
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, offline_env, monkeypatch, capsys):
+    assert run_train(["--epochs", "3", "--seed", "5", "--out", str(tmp_path / "straight")]) == 0
+
+    real_epoch = train.Run.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(train.Run, "train_epoch", interrupted)
+    assert run_train(["--epochs", "3", "--seed", "5", "--out", str(tmp_path / "split")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert checkpoint.load(str(tmp_path / "split" / "last.pt"))["epoch"] == 2
+    monkeypatch.setattr(train.Run, "train_epoch", real_epoch)
+
+    assert train.main(["--resume", str(tmp_path / "split"), "--no-plots"]) == 0
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert metrics_without_timing(tmp_path / "straight") == metrics_without_timing(tmp_path / "split")
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monkeypatch):
+    real_shift = train.random_shift
+    batches = {"n": 0}
+
+    def poisoned(images, max_shift, generator):  # a NaN pixel in the 30th batch, as corrupt data would
+        batches["n"] += 1
+        out = real_shift(images, max_shift, generator)
+        if batches["n"] == 30:
+            out = out.clone()
+            out[0, 0, 14, 14] = float("nan")
+        return out
+
+    monkeypatch.setattr(train, "random_shift", poisoned)
+    code = run_train(["--epochs", "2", "--out", str(tmp_path / "nan")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "training loss became nan" in err and "--lr" in err
+    state = checkpoint.load(str(tmp_path / "nan" / "last.pt"))  # the last good state is intact
+    assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_existing_run_folder_is_not_overwritten(trained_run):
+    with pytest.raises(SystemExit):
+        train.main(["--out", trained_run, "--epochs", "1"])
+
+
+def test_checkpoint_that_is_not_ours(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    for name in ("other.pt", "junk.pt", "missing.pt"):
+        with pytest.raises(checkpoint.CheckpointError, match="lenet_ext checkpoint|no such"):
+            checkpoint.load(str(tmp_path / name))
+    assert train.main(["--resume", str(tmp_path / "other.pt")]) == 1
+
+
+def test_checkpoints_load_with_weights_only(trained_run):
+    for name in ("best.pt", "last.pt"):
+        state = torch.load(os.path.join(trained_run, name), weights_only=True)
+        assert state["format"] == checkpoint.FORMAT
+
+
+def test_analyze_cli_rewrites_the_study(trained_run, offline_env):
+    os.remove(os.path.join(trained_run, "tsne.png"))
+    assert analysis.main([trained_run, "--tsne-samples", "100"]) == 0
+    assert os.path.isfile(os.path.join(trained_run, "tsne.png"))
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_cli_help():
+    for module in ("lenet_ext.train", "lenet_ext.analyze", "lenet_ext.predict"):
+        proc = cli(module, "--help")
+        assert proc.returncode == 0 and "usage:" in proc.stdout, module
+    assert "(default: 20)" in cli("lenet_ext.train", "--help").stdout
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--impl", "cudnn"], "invalid choice"),
+    (["--batch-size", "ten"], "invalid int value"),
+    (["--shift", "20"], "--shift must be in 0..8"),
+])
+def test_cli_bad_flags(args, words):
+    proc = cli("lenet_ext.train", *args)
+    assert proc.returncode == 2 and words in proc.stderr
