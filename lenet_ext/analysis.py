@@ -111,7 +111,8 @@ def plot_confusion(matrix: np.ndarray, classes, path: str) -> None:
     _save(fig, path)
 
 
-def plot_tsne(features: np.ndarray, labels: np.ndarray, failed: np.ndarray, classes, seed: int, path: str) -> None:
+def plot_tsne(features: np.ndarray, labels: np.ndarray, failed: np.ndarray, classes, seed: int, path: str,
+              total_failed: int) -> None:
     from sklearn.manifold import TSNE
     plt = _pyplot()
     perplexity = min(30.0, max(2.0, (len(features) - 1) / 3))
@@ -122,7 +123,7 @@ def plot_tsne(features: np.ndarray, labels: np.ndarray, failed: np.ndarray, clas
         sel = labels == c
         ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=cmap(c), label=classes[c], alpha=0.7)
     ax.scatter(xy[failed, 0], xy[failed, 1], s=40, facecolors="none", edgecolors="black", linewidths=0.8,
-               label=f"misclassified ({int(failed.sum())})")
+               label=f"misclassified ({int(failed.sum())} shown of {total_failed})")
     ax.set(title=f"t-SNE of the 84-unit F6 layer, {len(features):,} test images", xticks=[], yticks=[])
     ax.legend(markerscale=2, fontsize=7, loc="best")
     _save(fig, path)
@@ -246,9 +247,12 @@ def analyze(run_dir: str, checkpoint_name: str = "best.pt", device=None, tsne_sa
 
     n_tsne = min(tsne_samples or config.get("tsne_samples", 2000), len(test))
     rng = np.random.default_rng(config["seed"])
-    others = rng.permutation(np.setdiff1d(np.arange(len(test)), failed))[: max(n_tsne - len(failed), 0)]
-    sample = np.sort(np.concatenate([failed[:n_tsne], others]))
-    plot_tsne(feats[sample].numpy(), true[sample], np.isin(sample, failed), classes, config["seed"], paths["tsne.png"])
+    # Every failure if they fit in half the sample (else a random half's worth), the rest at random.
+    shown_failed = rng.permutation(failed)[: n_tsne // 2]
+    others = rng.permutation(np.setdiff1d(np.arange(len(test)), failed))[: n_tsne - len(shown_failed)]
+    sample = np.sort(np.concatenate([shown_failed, others]))
+    plot_tsne(feats[sample].numpy(), true[sample], np.isin(sample, failed), classes, config["seed"], paths["tsne.png"],
+              total_failed=len(failed))
 
     chosen = _choose_conv1_digits(true, pred)
     titles = [f"test #{int(test.index[i])}: {classes[true[i]]}→{classes[pred[i]]}" for i in chosen]
