@@ -7,6 +7,9 @@
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
+#include <array>
+#include <vector>
+
 namespace lenet_ext {
 
 inline void check_floating(const at::Tensor& t, const char* name) {
@@ -91,6 +94,92 @@ inline void check_grad_output(const at::Tensor& grad, const at::Tensor& ref, at:
   check_like(grad, "grad_output", ref, "input");
   TORCH_CHECK_VALUE(
       grad.sizes() == expected, "lenet_ext: grad_output must have shape ", expected, ", got ", grad.sizes());
+}
+
+// ------------------------------------------------------------------------------------------
+// Shapes shared by the CPU and CUDA kernels, and the checks of the backward ops' arguments.
+// ------------------------------------------------------------------------------------------
+
+// A convolution: input (N, C, H, W), weight (O, C, KH, KW), output (N, O, OH, OW).
+struct ConvShape {
+  int64_t N, C, H, W, O, KH, KW, OH, OW, stride, pad;
+  int64_t P() const { return OH * OW; }      // output positions per image
+  int64_t K() const { return C * KH * KW; }  // taps per output
+  // The window covers the whole input with no padding (LeNet's c5): one output per image.
+  bool whole_input() const { return pad == 0 && KH == H && KW == W; }
+};
+
+inline ConvShape conv_shape(const at::Tensor& x, const at::Tensor& w, int64_t stride, int64_t pad) {
+  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0, stride, pad};
+  s.OH = window_out(s.H + 2 * pad, s.KH, stride);
+  s.OW = window_out(s.W + 2 * pad, s.KW, stride);
+  return s;
+}
+
+// Rows of a (..., K) tensor seen as a matrix, and the (..., O) size of a linear layer's output.
+inline int64_t leading_rows(const at::Tensor& t) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return rows;
+}
+
+inline std::vector<int64_t> linear_output_size(const at::Tensor& input, int64_t out_features) {
+  std::vector<int64_t> size(input.sizes().begin(), input.sizes().end());
+  size.back() = out_features;
+  return size;
+}
+
+// An average pooling: input (N, C, H, W), output (N, C, OH, OW).
+struct PoolShape {
+  int64_t N, C, H, W, OH, OW;
+};
+
+inline PoolShape pool_shape(at::IntArrayRef input_size, int64_t kernel_size, int64_t stride) {
+  return {input_size[0], input_size[1], input_size[2], input_size[3],
+          window_out(input_size[2], kernel_size, stride), window_out(input_size[3], kernel_size, stride)};
+}
+
+inline void check_output(const at::Tensor& output, const at::Tensor& input, at::IntArrayRef expected) {
+  check_like(output, "output", input, "input");
+  TORCH_CHECK_VALUE(output.sizes() == expected, "lenet_ext: output must have shape ", expected, ", got ",
+                    output.sizes());
+}
+
+inline ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& output,
+                                       const at::Tensor& input, const at::Tensor& weight, int64_t stride,
+                                       int64_t padding) {
+  check_conv2d(input, weight, c10::nullopt, stride, padding);
+  const ConvShape s = conv_shape(input, weight, stride, padding);
+  const std::array<int64_t, 4> out_size{s.N, s.O, s.OH, s.OW};
+  check_grad_output(grad_output, input, out_size);
+  check_output(output, input, out_size);
+  return s;
+}
+
+inline PoolShape check_avg_pool2d_backward(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                           int64_t kernel_size, int64_t stride) {
+  check_floating(grad_output, "grad_output");
+  TORCH_CHECK_VALUE(input_size.size() == 4, "lenet_ext: input_size must be (N, C, H, W), got ", input_size);
+  TORCH_CHECK_VALUE(kernel_size >= 1 && stride >= 1, "lenet_ext: kernel_size and stride must be >= 1, got ",
+                    kernel_size, " and ", stride);
+  TORCH_CHECK_VALUE(input_size[0] >= 0 && input_size[1] >= 0 && input_size[2] >= kernel_size &&
+                        input_size[3] >= kernel_size,
+                    "lenet_ext: input_size ", input_size, " does not fit kernel_size ", kernel_size);
+  const PoolShape s = pool_shape(input_size, kernel_size, stride);
+  const std::array<int64_t, 4> out_size{s.N, s.C, s.OH, s.OW};
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_size), "lenet_ext: grad_output must have shape ",
+                    at::IntArrayRef(out_size), ", got ", grad_output.sizes());
+  return s;
+}
+
+inline void check_linear_backward(const at::Tensor& grad_output, const c10::optional<at::Tensor>& output,
+                                  const at::Tensor& input, const at::Tensor& weight, bool apply_sigmoid) {
+  check_linear(input, weight, c10::nullopt);
+  const std::vector<int64_t> out_size = linear_output_size(input, weight.size(0));
+  check_grad_output(grad_output, input, out_size);
+  TORCH_CHECK_VALUE(!apply_sigmoid || output.has_value(),
+                    "lenet_ext: linear_backward with sigmoid=True needs the forward output");
+  if (apply_sigmoid) check_output(*output, input, out_size);
 }
 
 }  // namespace lenet_ext

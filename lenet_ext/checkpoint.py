@@ -16,11 +16,19 @@ class CheckpointError(ValueError):
     """A file that is not a lenet_ext checkpoint, or not a readable one."""
 
 
+def file_mode() -> int:
+    """The permissions a plainly created file gets here (0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
     try:
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from .checkpoint import file_mode
+
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -169,6 +171,7 @@ def download_file(url: str, dest: str, md5: str, timeout: float = DOWNLOAD_TIMEO
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".download-", dir=folder)
     try:
+        os.chmod(tmp, file_mode())
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             try:

@@ -38,6 +38,8 @@ def test_training_lowers_the_loss_and_writes_every_artifact(trained_run):
             with Image.open(os.path.join(trained_run, name)) as im:
                 im.load()
                 assert im.size[0] > 200 and im.size[1] > 100, (name, im.size)
+    for name in ("best.pt", "last.pt", "summary.json", "report.html"):  # the usual permissions, not mkstemp's 0600
+        assert os.stat(os.path.join(trained_run, name)).st_mode & 0o777 == checkpoint.file_mode(), name
     page = open(os.path.join(trained_run, "report.html")).read()
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     assert page.count("data:image/png;base64,") == 5

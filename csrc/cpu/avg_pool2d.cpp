@@ -23,8 +23,8 @@ namespace {
 at::Tensor avg_pool2d_cpu(const at::Tensor& input, int64_t kernel_size, int64_t stride) {
   check_avg_pool2d(input, kernel_size, stride);
   const at::Tensor x = input.contiguous();
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t OH = window_out(H, kernel_size, stride), OW = window_out(W, kernel_size, stride);
+  const PoolShape s = pool_shape(x.sizes(), kernel_size, stride);
+  const int64_t N = s.N, C = s.C, H = s.H, W = s.W, OH = s.OH, OW = s.OW;
   at::Tensor y = at::empty({N, C, OH, OW}, x.options());
   if (y.numel() == 0) return y;
 
@@ -55,17 +55,8 @@ at::Tensor avg_pool2d_cpu(const at::Tensor& input, int64_t kernel_size, int64_t 
 at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, c10::SymIntArrayRef input_size_sym,
                                    int64_t kernel_size, int64_t stride) {
   const at::IntArrayRef input_size = C10_AS_INTARRAYREF_SLOW(input_size_sym);
-  check_floating(grad_output, "grad_output");
-  TORCH_CHECK_VALUE(input_size.size() == 4, "lenet_ext: input_size must be (N, C, H, W), got ", input_size);
-  TORCH_CHECK_VALUE(kernel_size >= 1 && stride >= 1, "lenet_ext: kernel_size and stride must be >= 1, got ",
-                    kernel_size, " and ", stride);
-  const int64_t N = input_size[0], C = input_size[1], H = input_size[2], W = input_size[3];
-  TORCH_CHECK_VALUE(N >= 0 && C >= 0 && H >= kernel_size && W >= kernel_size, "lenet_ext: input_size ",
-                    input_size, " does not fit kernel_size ", kernel_size);
-  const int64_t OH = window_out(H, kernel_size, stride), OW = window_out(W, kernel_size, stride);
-  const std::array<int64_t, 4> out_size{N, C, OH, OW};
-  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_size), "lenet_ext: grad_output must have shape ",
-                    at::IntArrayRef(out_size), ", got ", grad_output.sizes());
+  const PoolShape s = check_avg_pool2d_backward(grad_output, input_size, kernel_size, stride);
+  const int64_t N = s.N, C = s.C, H = s.H, W = s.W, OH = s.OH, OW = s.OW;
   const at::Tensor gy = grad_output.contiguous();
   at::Tensor gx = at::empty(input_size, gy.options());
   if (gy.numel() == 0) return gx;

@@ -25,17 +25,6 @@ namespace lenet_ext {
 namespace cuda {
 namespace {
 
-struct ConvShape {
-  int64_t N, C, H, W, O, KH, KW, OH, OW, stride, pad;
-};
-
-ConvShape conv_shape(const at::Tensor& x, const at::Tensor& w, int64_t stride, int64_t pad) {
-  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0, stride, pad};
-  s.OH = window_out(s.H + 2 * pad, s.KH, stride);
-  s.OW = window_out(s.W + 2 * pad, s.KW, stride);
-  return s;
-}
-
 template <typename T>
 __global__ void conv2d_sigmoid_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                               const T* __restrict__ b, T* __restrict__ y, ConvShape s) {
@@ -146,13 +135,7 @@ at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cuda(
     const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& input, const at::Tensor& weight,
     int64_t stride, int64_t padding, std::array<bool, 3> output_mask) {
-  check_conv2d(input, weight, c10::nullopt, stride, padding);
-  const ConvShape s = conv_shape(input, weight, stride, padding);
-  const std::array<int64_t, 4> out_size{s.N, s.O, s.OH, s.OW};
-  check_grad_output(grad_output, input, out_size);
-  check_like(output, "output", input, "input");
-  TORCH_CHECK_VALUE(output.sizes() == at::IntArrayRef(out_size), "lenet_ext: output must have shape ",
-                    at::IntArrayRef(out_size), ", got ", output.sizes());
+  const ConvShape s = check_conv2d_backward(grad_output, output, input, weight, stride, padding);
   const c10::cuda::CUDAGuard guard(input.device());
   const auto [need_input, need_weight, need_bias] = output_mask;
   const at::Tensor gy = grad_output.contiguous();

@@ -22,18 +22,6 @@ namespace lenet_ext {
 namespace cuda {
 namespace {
 
-int64_t leading_rows(const at::Tensor& t) {
-  int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
-  return rows;
-}
-
-std::vector<int64_t> output_size(const at::Tensor& input, int64_t out_features) {
-  std::vector<int64_t> size(input.sizes().begin(), input.sizes().end());
-  size.back() = out_features;
-  return size;
-}
-
 template <typename T>
 __global__ void linear_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
                                       T* __restrict__ y, int64_t M, int64_t K, int64_t O, bool apply_sigmoid) {
@@ -90,7 +78,7 @@ at::Tensor linear_cuda(const at::Tensor& input, const at::Tensor& weight, const 
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-  at::Tensor y = at::empty(output_size(input, O), x.options());
+  at::Tensor y = at::empty(linear_output_size(input, O), x.options());
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_cuda", [&] {
     linear_forward_kernel<scalar_t><<<blocks_for(M * O), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
@@ -105,17 +93,8 @@ at::Tensor linear_cuda(const at::Tensor& input, const at::Tensor& weight, const 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cuda(
     const at::Tensor& grad_output, const c10::optional<at::Tensor>& output, const at::Tensor& input,
     const at::Tensor& weight, bool apply_sigmoid, std::array<bool, 3> output_mask) {
-  check_linear(input, weight, c10::nullopt);
+  check_linear_backward(grad_output, output, input, weight, apply_sigmoid);
   const int64_t M = leading_rows(input), K = weight.size(1), O = weight.size(0);
-  const std::vector<int64_t> out_size = output_size(input, O);
-  check_grad_output(grad_output, input, out_size);
-  TORCH_CHECK_VALUE(!apply_sigmoid || output.has_value(),
-                    "lenet_ext: linear_backward with sigmoid=True needs the forward output");
-  if (apply_sigmoid) {
-    check_like(*output, "output", input, "input");
-    TORCH_CHECK_VALUE(output->sizes() == at::IntArrayRef(out_size), "lenet_ext: output must have shape ",
-                      at::IntArrayRef(out_size), ", got ", output->sizes());
-  }
   const c10::cuda::CUDAGuard guard(input.device());
   const auto [need_input, need_weight, need_bias] = output_mask;
   const at::Tensor gy = grad_output.contiguous();
