@@ -56,14 +56,16 @@ def want_cuda():
 def extension():
     cuda, why = want_cuda()
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-Wno-psabi"]
+    # -fopenmp: at::parallel_for is an inline OpenMP loop in torch's headers; without the flag
+    # it compiles to a serial loop. libgomp is the one torch already loaded (same soname).
+    cxx = ["-O3", "-fopenmp", "-Wno-psabi"]
     nvcc = ["-O3", "--expt-relaxed-constexpr"]
     if _flag("LENET_EXT_NATIVE"):
         cxx.append("-march=native")
-    link = []
+    link = ["-fopenmp"]
     if _flag("LENET_EXT_ASAN"):
-        cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-Wno-psabi"]
-        link = ["-fsanitize=address"]
+        cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-fopenmp", "-Wno-psabi"]
+        link = ["-fsanitize=address", "-fopenmp"]
     if cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)

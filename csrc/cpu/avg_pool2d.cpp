@@ -2,9 +2,10 @@
 //
 // Forward   y[n, c, oh, ow] = (1 / k^2) * sum_{i,j < k} x[n, c, oh*s + i, ow*s + j]
 //           x (N, C, H, W), y (N, C, OH, OW), OH = (H - k) / s + 1.
-// Backward  dx[n, c, oh*s + i, ow*s + j] += dy[n, c, oh, ow] / k^2   (rows/columns no window
-//           touches get 0; overlapping windows, s < k, add up).
-// Parallel over the N*C planes; each plane is written by one thread only.
+// Backward  dx[n, c, ih, iw] = (1 / k^2) * sum of dy over the windows that contain (ih, iw)
+//           (0 where no window reaches; overlapping windows, s < k, add up). Each input element
+//           gathers its windows, so it is written once, with no zero-fill or scatter.
+// Parallel over the N*C planes.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <vector>
 
 #include "../checks.h"
 
@@ -65,18 +67,26 @@ at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, c10::SymIntArr
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
     const scalar_t scale = scalar_t(1) / scalar_t(kernel_size * kernel_size);
+    // Windows [lo, hi] that cover input column iw (likewise rows): oh*s <= ih < oh*s + k.
+    std::vector<int64_t> ow_lo(W), ow_hi(W), oh_lo(H), oh_hi(H);
+    for (int64_t i = 0; i < W; ++i) {
+      ow_lo[i] = i < kernel_size ? 0 : (i - kernel_size) / stride + 1;
+      ow_hi[i] = std::min(i / stride, OW - 1);
+    }
+    for (int64_t i = 0; i < H; ++i) {
+      oh_lo[i] = i < kernel_size ? 0 : (i - kernel_size) / stride + 1;
+      oh_hi[i] = std::min(i / stride, OH - 1);
+    }
     at::parallel_for(0, N * C, 16, [&](int64_t first, int64_t last) {
       for (int64_t plane = first; plane < last; ++plane) {
         const scalar_t* gyc = gyp + plane * OH * OW;
         scalar_t* gxc = gxp + plane * H * W;
-        std::fill(gxc, gxc + H * W, scalar_t(0));
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const scalar_t g = gyc[oh * OW + ow] * scale;
-            for (int64_t i = 0; i < kernel_size; ++i) {
-              scalar_t* gxr = gxc + (oh * stride + i) * W + ow * stride;
-              for (int64_t j = 0; j < kernel_size; ++j) gxr[j] += g;
-            }
+        for (int64_t ih = 0; ih < H; ++ih) {
+          for (int64_t iw = 0; iw < W; ++iw) {
+            scalar_t acc = 0;
+            for (int64_t oh = oh_lo[ih]; oh <= oh_hi[ih]; ++oh)
+              for (int64_t ow = ow_lo[iw]; ow <= ow_hi[iw]; ++ow) acc += gyc[oh * OW + ow];
+            gxc[ih * W + iw] = acc * scale;
           }
         }
       }

@@ -75,6 +75,34 @@ inline void parallel_chunks(int64_t n, int64_t chunks, const F& fn) {
   });
 }
 
+// A dense layer on rows [0, rows) of a chunk: y = act(x w^T + b), x (rows, K), w (O, K), y (rows, O).
+// Serves linear and a convolution whose window covers its whole input (LeNet's c5).
+template <typename T>
+inline void dense_forward_rows(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
+                               bool apply_sigmoid) {
+  gemm_abt(rows, O, K, x, K, w, K, y, O, /*accumulate=*/false);
+  for (int64_t m = 0; m < rows; ++m) {
+    T* ym = y + m * O;
+    for (int64_t o = 0; o < O; ++o) {
+      const T z = ym[o] + (b ? b[o] : T(0));
+      ym[o] = apply_sigmoid ? sigmoid(z) : z;
+    }
+  }
+}
+
+// Its backward from g = dL/d(pre-activation), (rows, O): dx (rows, K) written, dw (O, K) and
+// db (O) added to; any of the three may be null when not wanted.
+template <typename T>
+inline void dense_backward_rows(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, const T* w, T* dx,
+                                T* dw, T* db) {
+  if (dx) gemm_ab(rows, K, O, g, O, w, K, dx, K, /*accumulate=*/false);
+  if (dw) gemm_atb_acc(O, K, rows, g, O, x, K, dw, K);
+  if (db) {
+    for (int64_t m = 0; m < rows; ++m)
+      for (int64_t o = 0; o < O; ++o) db[o] += g[m * O + o];
+  }
+}
+
 // Adds per-chunk partials laid out as [dw (nw values) | db (nb values)] per chunk, in chunk
 // order, into dw and db (either may be null when that gradient is not wanted).
 template <typename T>

@@ -5,8 +5,8 @@
 //           Per image, x is unrolled into columns (K = C*KH*KW rows, P = OH*OW columns):
 //           col[(c, i, j), q] is the input under tap (c, i, j) of output position q (zero in the
 //           padding); then y_n = sigmoid(w . col + b), w seen as (O, K), vectorized along q.
-//           When the window covers the whole unpadded input (LeNet's c5, P = 1), col is x_n itself
-//           and each output is one dot product of length K.
+//           When the window covers the whole unpadded input (LeNet's c5, P = 1), the layer is a
+//           dense one: a thread's chunk of images is an (n, K) matrix times w^T, forward and backward.
 // Backward  g = dy * y * (1 - y)                 (sigmoid' from the saved output)
 //           db[o]       = sum_{n,q} g[n, o, q]
 //           dw[o, k]    = sum_n sum_q g[n, o, q] * col_n[k, q]
@@ -104,16 +104,17 @@ at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W;
     parallel_chunks(s.N, num_chunks(s.N), [&](int64_t, int64_t n0, int64_t n1) {
-      std::vector<scalar_t> col(s.whole_input() ? 0 : K * P);
+      if (s.whole_input()) {
+        // P = 1: the chunk's outputs (n, O) are rows of dot products with the weight rows, as in a
+        // linear layer; y (N, O, 1, 1) is that matrix.
+        dense_forward_rows(n1 - n0, K, s.O, xp + n0 * image, wp, bp, yp + n0 * s.O, /*apply_sigmoid=*/true);
+        return;
+      }
+      std::vector<scalar_t> col(K * P);
       for (int64_t n = n0; n < n1; ++n) {
-        const scalar_t* xn = xp + n * image;
         scalar_t* yn = yp + n * s.O * P;
-        if (s.whole_input()) {
-          gemm_abt(s.O, 1, K, wp, K, xn, K, yn, 1, /*accumulate=*/false);
-        } else {
-          im2col(s, xn, col.data());
-          gemm_ab(s.O, P, K, wp, K, col.data(), P, yn, P, /*accumulate=*/false);
-        }
+        im2col(s, xp + n * image, col.data());
+        gemm_ab(s.O, P, K, wp, K, col.data(), P, yn, P, /*accumulate=*/false);
         for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(yn + o * P, P, bp ? bp[o] : scalar_t(0));
       }
     });
@@ -151,9 +152,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
     parallel_chunks(s.N, chunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
       scalar_t* pw = partial.data() + chunk * part_size;
       scalar_t* pb = pw + s.O * K;
+      if (s.whole_input()) {  // P = 1: the backward of a dense layer over the chunk's rows
+        const int64_t rows = n1 - n0;
+        std::vector<scalar_t> g(rows * s.O);
+        const scalar_t* gyc = gyp + n0 * plane;
+        const scalar_t* yc = yp + n0 * plane;
+        for (int64_t i = 0; i < rows * s.O; ++i) g[i] = gyc[i] * yc[i] * (scalar_t(1) - yc[i]);
+        dense_backward_rows(rows, K, s.O, g.data(), xp + n0 * image, wp, need_input ? gxp + n0 * image : nullptr,
+                            need_weight ? pw : nullptr, need_bias ? pb : nullptr);
+        return;
+      }
       std::vector<scalar_t> g(plane);
-      std::vector<scalar_t> col((need_weight && !s.whole_input()) ? K * P : 0);
-      std::vector<scalar_t> dcol((need_input && !s.whole_input()) ? K * P : 0);
+      std::vector<scalar_t> col(need_weight ? K * P : 0);
+      std::vector<scalar_t> dcol(need_input ? K * P : 0);
       for (int64_t n = n0; n < n1; ++n) {
         const scalar_t* gyn = gyp + n * plane;
         const scalar_t* yn = yp + n * plane;
@@ -166,24 +177,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
           }
         }
         if (need_weight) {
-          const scalar_t* xn = xp + n * image;
-          if (s.whole_input()) {  // P = 1: dw[o, :] += g[o] * x_n
-            gemm_ab(s.O, K, 1, g.data(), 1, xn, K, pw, K, /*accumulate=*/true);
-          } else {
-            im2col(s, xn, col.data());
-            gemm_abt(s.O, K, P, g.data(), P, col.data(), P, pw, K, /*accumulate=*/true);
-          }
+          im2col(s, xp + n * image, col.data());
+          gemm_abt(s.O, K, P, g.data(), P, col.data(), P, pw, K, /*accumulate=*/true);
         }
         if (need_input) {
           scalar_t* gxn = gxp + n * image;
           std::fill(gxn, gxn + image, scalar_t(0));
-          if (s.whole_input()) {  // P = 1: dx_n[:] = sum_o g[o] * w[o, :]
-            gemm_atb_acc(1, K, s.O, g.data(), 1, wp, K, gxn, K);
-          } else {
-            std::fill(dcol.begin(), dcol.end(), scalar_t(0));
-            gemm_atb_acc(K, P, s.O, wp, K, g.data(), P, dcol.data(), P);
-            col2im_acc(s, dcol.data(), gxn);
-          }
+          std::fill(dcol.begin(), dcol.end(), scalar_t(0));
+          gemm_atb_acc(K, P, s.O, wp, K, g.data(), P, dcol.data(), P);
+          col2im_acc(s, dcol.data(), gxn);
         }
       }
     });

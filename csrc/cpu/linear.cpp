@@ -40,14 +40,7 @@ at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     parallel_chunks(M, num_chunks(M), [&](int64_t, int64_t m0, int64_t m1) {
-      gemm_abt(m1 - m0, O, K, xp + m0 * K, K, wp, K, yp + m0 * O, O, /*accumulate=*/false);
-      for (int64_t m = m0; m < m1; ++m) {
-        scalar_t* ym = yp + m * O;
-        for (int64_t o = 0; o < O; ++o) {
-          const scalar_t z = ym[o] + (bp ? bp[o] : scalar_t(0));
-          ym[o] = apply_sigmoid ? sigmoid(z) : z;
-        }
-      }
+      dense_forward_rows(m1 - m0, K, O, xp + m0 * K, wp, bp, yp + m0 * O, apply_sigmoid);
     });
   });
   return y;
@@ -90,13 +83,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
       } else {
         std::copy(gym, gym + rows * O, g.begin());
       }
-      if (need_input) gemm_ab(rows, K, O, g.data(), O, wp, K, gxp + m0 * K, K, /*accumulate=*/false);
-      if (need_weight) gemm_atb_acc(O, K, rows, g.data(), O, xp + m0 * K, K, partial.data() + chunk * part_size, K);
-      if (need_bias) {
-        scalar_t* pb = partial.data() + chunk * part_size + O * K;
-        for (int64_t m = 0; m < rows; ++m)
-          for (int64_t o = 0; o < O; ++o) pb[o] += g[m * O + o];
-      }
+      scalar_t* pw = (need_weight || need_bias) ? partial.data() + chunk * part_size : nullptr;
+      dense_backward_rows(rows, K, O, g.data(), xp + m0 * K, wp, need_input ? gxp + m0 * K : nullptr,
+                          need_weight ? pw : nullptr, need_bias ? pw + O * K : nullptr);
     });
 
     if (need_weight || need_bias) {
