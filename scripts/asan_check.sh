@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}
 
-LENET_EXT_ASAN=1 bash scripts/cmake_build.sh build-asan
+USE_CUDA=0 LENET_EXT_ASAN=1 bash scripts/cmake_build.sh build-asan
 
 preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)"
 LENET_EXT_ASAN=1 USE_CUDA=0 $python setup.py build_ext --inplace --build-temp build-asan/py >/dev/null
