@@ -27,8 +27,9 @@ PY
   fi
   [ -n "$nvrtc" ] && args+=(-DCUDA_nvrtc_LIBRARY="$nvrtc")
   # Our CUDA kernels too, unless USE_CUDA=0.
-  [ "${USE_CUDA:-1}" != 0 ] && [ -x "$cuda_home/bin/nvcc" ] && args+=(-DLENET_EXT_WITH_CUDA=ON)
+  if [ "${USE_CUDA:-1}" != 0 ] && [ -x "$cuda_home/bin/nvcc" ]; then with_cuda=ON; fi
 fi
+args+=(-DLENET_EXT_WITH_CUDA="${with_cuda:-OFF}")  # explicit, so a cached value never lingers
 [ "${LENET_EXT_ASAN:-0}" = 1 ] && args+=(-DLENET_EXT_ASAN=ON -DCMAKE_BUILD_TYPE=Debug)
 cmake -S . -B "$build" "${args[@]}" "$@"
 cmake --build "$build" -j"$(nproc)"
