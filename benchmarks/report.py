@@ -104,7 +104,7 @@ def run(args):
     say(f"- {machine_line(args.device)}")
     say(f"- torch {torch.__version__}, lenet_ext {lenet_ext.__version__} (backends {lenet_ext.backends()}), "
         f"Python {sys.version.split()[0]}")
-    say(f"- command: `python -m benchmarks.report {' '.join(args.argv)}`".rstrip())
+    say("- command: `" + " ".join(["python -m benchmarks.report", *args.argv]) + "`")
     say(f"- medians of {args.rounds} rounds, each round >= {args.min_round_ms} ms of back-to-back calls; "
         "ext and torch alternate round by round")
     peak = sgemm_gflops(args.device, timer)
