@@ -33,33 +33,29 @@ class Case:
     torch: Callable[[], object]
 
 
+def _runner(f, inputs, backward):
+    """A call of f(*inputs), followed by a backward pass when `backward`."""
+    def call():
+        y = f(*inputs)
+        if backward:
+            y.backward(torch.ones_like(y))
+    return call
+
+
 def _conv_case(layer, batch, device, backward):
     (c, h, w), o, k, p = CONV[layer]
     x = torch.rand(batch, c, h, w, device=device, requires_grad=backward and layer != "c1")
-    weight = torch.randn(o, c, k, k, device=device, requires_grad=backward) * 0.2
-    weight = weight.detach().requires_grad_(backward)
+    weight = (torch.randn(o, c, k, k, device=device) * 0.2).requires_grad_(backward)
     bias = torch.randn(o, device=device, requires_grad=backward)
-
-    def run(f):
-        def call():
-            y = f(x, weight, bias)
-            if backward:
-                y.backward(torch.ones_like(y))
-        return call
-    return (run(lambda x, w, b: ops.conv2d_sigmoid(x, w, b, 1, p)),
-            run(lambda x, w, b: torch.sigmoid(F.conv2d(x, w, b, 1, p))))
+    inputs = (x, weight, bias)
+    return (_runner(lambda x, w, b: ops.conv2d_sigmoid(x, w, b, 1, p), inputs, backward),
+            _runner(lambda x, w, b: torch.sigmoid(F.conv2d(x, w, b, 1, p)), inputs, backward))
 
 
 def _pool_case(layer, batch, device, backward):
-    x = torch.rand(batch, *POOL[layer], device=device, requires_grad=backward)
-
-    def run(f):
-        def call():
-            y = f(x)
-            if backward:
-                y.backward(torch.ones_like(y))
-        return call
-    return run(lambda x: ops.avg_pool2d(x, 2)), run(lambda x: F.avg_pool2d(x, 2))
+    inputs = (torch.rand(batch, *POOL[layer], device=device, requires_grad=backward),)
+    return (_runner(lambda x: ops.avg_pool2d(x, 2), inputs, backward),
+            _runner(lambda x: F.avg_pool2d(x, 2), inputs, backward))
 
 
 def _linear_case(layer, batch, device, backward):
@@ -72,13 +68,9 @@ def _linear_case(layer, batch, device, backward):
         y = F.linear(x, w, b)
         return torch.sigmoid(y) if sig else y
 
-    def run(f):
-        def call():
-            y = f(x, weight, bias)
-            if backward:
-                y.backward(torch.ones_like(y))
-        return call
-    return run(lambda x, w, b: ops.linear(x, w, b, sig)), run(ref)
+    inputs = (x, weight, bias)
+    return (_runner(lambda x, w, b: ops.linear(x, w, b, sig), inputs, backward),
+            _runner(ref, inputs, backward))
 
 
 def _model_cases(batch, device) -> List[Case]:
