@@ -4,10 +4,12 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
 #include <array>
+#include <tuple>
 #include <vector>
 
 namespace lenet_ext {
@@ -180,6 +182,18 @@ inline void check_linear_backward(const at::Tensor& grad_output, const c10::opti
   TORCH_CHECK_VALUE(!apply_sigmoid || output.has_value(),
                     "lenet_ext: linear_backward with sigmoid=True needs the forward output");
   if (apply_sigmoid) check_output(*output, input, out_size);
+}
+
+// Uninitialised gradients of (input, weight, bias) for a backward op; one that output_mask does
+// not ask for is an empty tensor (autograd then gets None for it).
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> empty_grads(const at::Tensor& input, const at::Tensor& weight,
+                                                                  std::array<bool, 3> output_mask) {
+  const int64_t out_features = weight.size(0);
+  auto make = [&](bool needed, at::IntArrayRef size) {
+    return at::empty(needed ? size : at::IntArrayRef{0}, input.options());
+  };
+  return {make(output_mask[0], input.sizes()), make(output_mask[1], weight.sizes()),
+          make(output_mask[2], at::IntArrayRef(&out_features, 1))};
 }
 
 }  // namespace lenet_ext

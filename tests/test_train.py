@@ -1,4 +1,4 @@
-"""Training and the study, run for real on the embedded 5,000 digits (no network, no ../shared)."""
+"""Training and the study, run for real on the embedded 5,000 digits (no network, no local MNIST copy)."""
 import json
 import os
 import subprocess

@@ -132,10 +132,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
   const at::Tensor y = output.contiguous();
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
-  const auto opts = x.options();
-  at::Tensor gx = at::empty(need_input ? x.sizes() : at::IntArrayRef{0}, opts);
-  at::Tensor gw = need_weight ? at::empty(w.sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gb = need_bias ? at::empty({s.O}, opts) : at::empty({0}, opts);
+  at::Tensor gx, gw, gb;
+  std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_backward_cpu", [&] {

@@ -57,10 +57,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
   const at::Tensor y = apply_sigmoid ? output->contiguous() : at::Tensor();
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
-  const auto opts = x.options();
-  at::Tensor gx = need_input ? at::empty(x.sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gw = need_weight ? at::empty(w.sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gb = need_bias ? at::empty({O}, opts) : at::empty({0}, opts);
+  at::Tensor gx, gw, gb;
+  std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_backward_cpu", [&] {

@@ -102,9 +102,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cuda(
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
   const auto opts = x.options();
-  at::Tensor gx = at::empty(need_input ? x.sizes() : at::IntArrayRef{0}, opts);
-  at::Tensor gw = at::empty(need_weight ? w.sizes() : at::IntArrayRef{0}, opts);
-  at::Tensor gb = at::empty({need_bias ? O : 0}, opts);
+  at::Tensor gx, gw, gb;
+  std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
   const auto stream = c10::cuda::getCurrentCUDAStream();
 
