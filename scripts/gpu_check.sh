@@ -7,7 +7,7 @@
 #   4. times every op and LeNet-5 inference and training step against torch eager at
 #      batch 1, 64 and 1024 (CUDA events, warm-up, medians).
 # Results go to $OUT (default ./gpu-results): gpu-check.md, with the logs beside it.
-# Meant to finish within 8 minutes on an H100. Usage: OUT=/some/dir bash scripts/gpu_check.sh
+# Meant to finish within 7 minutes on an H100. Usage: OUT=/some/dir bash scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
@@ -24,7 +24,7 @@ step() { echo "== $*" | tee -a "$out/steps.log"; }
   echo '```'
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   $python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
-  echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo '```'
 } > "$report"
 
@@ -37,7 +37,7 @@ fi
 $python -c 'import lenet_ext; print("backends", lenet_ext.backends())' | tee -a "$report"
 
 step "CUDA tests"
-timeout 240 $python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_ops.py tests/test_model.py \
+timeout 150 $python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_ops.py tests/test_model.py \
   -k "cuda" > "$out/pytest.log" 2>&1 || status=1
 { echo; echo "## CUDA tests"; echo; echo '```'; tail -n 15 "$out/pytest.log"; echo '```'; } >> "$report"
 
@@ -46,7 +46,7 @@ sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanit
 if [ -n "$sanitizer" ]; then
   for tool in memcheck racecheck; do
     step "compute-sanitizer $tool"
-    timeout 150 "$sanitizer" --tool "$tool" --error-exitcode 9 $python scripts/exercise_kernels.py \
+    timeout 110 "$sanitizer" --tool "$tool" --error-exitcode 9 $python scripts/exercise_kernels.py \
       > "$out/sanitizer-$tool.log" 2>&1
     rc=$?
     [ $rc -eq 0 ] || status=1
@@ -59,7 +59,7 @@ fi
 
 step "timings"
 { echo; echo "## timings (CUDA events, medians)"; echo; } >> "$report"
-timeout 200 $python -m benchmarks.report --device cuda --batches 1,64,1024 --rounds 10 --min-round-ms 10 \
+timeout 120 $python -m benchmarks.report --device cuda --batches 1,64,1024 --rounds 10 --min-round-ms 10 \
   --out "$out" > "$out/bench.log" 2>&1 || status=1
 cat "$out"/cuda-*.md >> "$report" 2>/dev/null || tail -n 20 "$out/bench.log" >> "$report"
 
