@@ -107,6 +107,11 @@ def run(args):
     say("- command: `" + " ".join(["python -m benchmarks.report", *args.argv]) + "`")
     say(f"- medians of {args.rounds} rounds, each round >= {args.min_round_ms} ms of back-to-back calls; "
         "ext and torch alternate round by round")
+    if args.device == "cuda":
+        # Full float32 on both sides: cuDNN's default TF32 convolutions would round torch's inputs.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        say("- torch runs in full float32, as ours does (cuDNN/cuBLAS TF32 off)")
     peak = sgemm_gflops(args.device, timer)
     say(f"- torch sgemm 1024x1024x1024 (fp32) on this machine, same run: {peak:.1f} GFLOP/s")
     say("")

@@ -16,7 +16,7 @@ python=${PYTHON:-python3}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
 report="$out/gpu-check.md"
 status=0
-step() { echo "== $*" | tee -a "$out/steps.log"; }
+step() { echo "== $(date +%T) $*" | tee -a "$out/steps.log"; }
 
 {
   echo "# lenet_ext GPU check, $(date -u +%Y-%m-%d)"
@@ -24,6 +24,7 @@ step() { echo "== $*" | tee -a "$out/steps.log"; }
   echo '```'
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   $python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  (g++ --version; nvcc --version) 2>&1 | grep -E "^g\+\+|release"
   echo "commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo '```'
 } > "$report"
@@ -36,10 +37,28 @@ if ! $python -m pip install --no-deps --no-build-isolation -e . > "$out/install.
 fi
 $python -c 'import lenet_ext; print("backends", lenet_ext.backends())' | tee -a "$report"
 
+step "error path"
+$python - >> "$report" 2>&1 <<'PY' || status=1
+import torch, lenet_ext
+for dev in ("cpu", "cuda"):
+    try:
+        lenet_ext.ops.avg_pool2d(torch.rand(1, 1, 1, 1, device=dev), 2)
+    except ValueError as e:
+        print(f"error path on {dev}: ValueError raised as expected ({e})")
+PY
+
 step "CUDA tests"
-timeout 150 $python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_ops.py tests/test_model.py \
-  -k "cuda" > "$out/pytest.log" 2>&1 || status=1
-{ echo; echo "## CUDA tests"; echo; echo '```'; tail -n 15 "$out/pytest.log"; echo '```'; } >> "$report"
+# One pytest per file, so that a crash in one cannot hide the others' results.
+{ echo; echo "## CUDA tests"; echo; echo '```'; } >> "$report"
+for t in test_cuda test_ops test_model test_errors; do
+  sel=(-k cuda); [ $t = test_cuda ] && sel=(); [ $t = test_errors ] && sel=()
+  timeout 100 $python -X faulthandler -m pytest -q -p no:cacheprovider -rfs tests/$t.py "${sel[@]}" \
+    >> "$out/pytest.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || status=1
+  echo "$t: exit $rc, $(tail -n 1 "$out/pytest.log")" >> "$report"
+done
+echo '```' >> "$report"
 
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 { echo; echo "## compute-sanitizer"; echo; } >> "$report"

@@ -1,5 +1,6 @@
 import os
 import random
+import zlib
 
 import pytest
 import torch
@@ -7,6 +8,11 @@ import torch
 # Every test draws fresh random inputs; the seed is printed in pytest's header and can be
 # pinned with LENET_EXT_TEST_SEED=<int> to replay a failure.
 SEED = int(os.environ.get("LENET_EXT_TEST_SEED", random.SystemRandom().randrange(2**31)))
+
+# The references compute in full float32, as our kernels do: TF32 (on by default for cuDNN
+# convolutions) rounds inputs to 10 mantissa bits, which is far outside our tolerances.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def pytest_report_header(config):
@@ -17,7 +23,7 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True)
 def _seed(request):
-    torch.manual_seed(SEED + hash(request.node.nodeid) % 1000003)
+    torch.manual_seed(SEED + zlib.crc32(request.node.nodeid.encode()))  # stable across processes
     yield
 
 

@@ -41,8 +41,8 @@ def test_cuda_matches_our_cpu_kernels(batch):
         g = torch.randn_like(y)
         for a, c in zip(torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(yc, (xc, wc, bc), g.cuda())):
             close(c.cpu(), a)
-        pool, poolc = ops.avg_pool2d(y, 2), ops.avg_pool2d(yc, 2)
-        close(poolc.cpu(), pool)
+        if y.shape[-1] >= 2:  # c5's output is 1x1: nothing to pool
+            close(ops.avg_pool2d(yc, 2).cpu(), ops.avg_pool2d(y, 2))
     h, w, b = torch.randn(batch, 120), torch.randn(84, 120), torch.randn(84)
     close(ops.linear(h.cuda(), w.cuda(), b.cuda(), True).cpu(), ops.linear(h, w, b, True))
 
