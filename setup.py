@@ -78,4 +78,26 @@ def extension():
     return CppExtension("lenet_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
 
 
-setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})
+class BuildExt(BuildExtension):
+    """torch's BuildExtension plus one check of what was linked.
+
+    The extension must share torch's libstdc++ (libstdc++.so.6). A compiler that links
+    libstdc++ statically (seen: CXX=/opt/gcc/bin/g++ on a GPU image) gives a module that
+    imports and computes, then segfaults the first time a kernel formats an error message:
+    two copies of the C++ runtime's stream state. Fail the build instead, with the fix.
+    """
+
+    def build_extension(self, ext):
+        super().build_extension(ext)
+        path = self.get_ext_fullpath(ext.name)
+        if sys.platform.startswith("linux") and os.path.exists(path):
+            with open(path, "rb") as f:
+                linked_shared = b"libstdc++.so.6" in f.read()
+            if not linked_shared:
+                os.remove(path)
+                sys.exit(f"lenet_ext: {os.path.basename(path)} was linked without libstdc++.so.6 (the C++ "
+                         f"runtime got linked in statically by CXX={os.environ.get('CXX', 'c++')}); it would "
+                         "crash on its first error. Build with the system compiler: CXX=g++ CC=gcc pip install ...")
+
+
+setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExt})

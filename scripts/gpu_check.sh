@@ -14,6 +14,9 @@ out=${OUT:-gpu-results}
 mkdir -p "$out"
 python=${PYTHON:-python3}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
+# The system compiler: the GPU image sets CXX=/opt/gcc/bin/g++, which links libstdc++ statically
+# (setup.py refuses such a build; see BuildExt there). LENET_EXT_CXX/CC choose another.
+export CXX=${LENET_EXT_CXX:-g++} CC=${LENET_EXT_CC:-gcc}
 report="$out/gpu-check.md"
 status=0
 step() { echo "== $(date +%T) $*" | tee -a "$out/steps.log"; }
