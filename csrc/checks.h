@@ -12,6 +12,8 @@
 #include <tuple>
 #include <vector>
 
+#include "shapes.h"
+
 namespace lenet_ext {
 
 inline void check_floating(const at::Tensor& t, const char* name) {
@@ -103,14 +105,6 @@ inline void check_grad_output(const at::Tensor& grad, const at::Tensor& ref, at:
 // ------------------------------------------------------------------------------------------
 
 // A convolution: input (N, C, H, W), weight (O, C, KH, KW), output (N, O, OH, OW).
-struct ConvShape {
-  int64_t N, C, H, W, O, KH, KW, OH, OW, stride, pad;
-  int64_t P() const { return OH * OW; }      // output positions per image
-  int64_t K() const { return C * KH * KW; }  // taps per output
-  // The window covers the whole input with no padding (LeNet's c5): one output per image.
-  bool whole_input() const { return pad == 0 && KH == H && KW == W; }
-};
-
 inline ConvShape conv_shape(const at::Tensor& x, const at::Tensor& w, int64_t stride, int64_t pad) {
   ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0, stride, pad};
   s.OH = window_out(s.H + 2 * pad, s.KH, stride);

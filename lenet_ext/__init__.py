@@ -29,4 +29,11 @@ def backends():
     return [name for name, key in (("cpu", "CPU"), ("cuda", "CUDA")) if has("lenet_ext::conv2d_sigmoid", key)]
 
 
-__all__ = ["LeNet5", "ops", "backends", "__version__"]
+def cpu_isa():
+    """The instruction set of the CPU kernels in this process: "avx2" (AVX2 + FMA, taken where the
+    CPU has both) or "base" (the build's baseline, SSE2 on x86-64). Chosen once per process;
+    LENET_EXT_CPU_ISA=base before the first op forces the baseline."""
+    return _C.cpu_isa()
+
+
+__all__ = ["LeNet5", "ops", "backends", "cpu_isa", "__version__"]

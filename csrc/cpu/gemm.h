@@ -1,34 +1,37 @@
 // Small dense loops shared by the CPU kernels: the matrix products that a convolution
 // (as im2col + product) and a linear layer need, forward and backward.
 //
-// All matrices are row-major with explicit strides. The inner loops work on Vec<T>,
-// a GCC/Clang vector of the build's native width (an SSE/NEON or AVX register), with
-// no intrinsics and no -ffast-math. Accumulators are kept in registers for a whole reduction and
-// combined in a fixed order, so results are deterministic.
+// All matrices are row-major with explicit strides. The inner loops work on Vec<T>, a
+// GCC/Clang vector of LENET_EXT_VEC_BYTES (16: an SSE2/NEON register, 32: AVX), with no
+// intrinsics and no -ffast-math; with FMA enabled a * b + c contracts to one fused
+// multiply-add. Accumulators are kept in registers for a whole reduction and combined in a
+// fixed order, so results are deterministic for a given instruction set.
+//
+// This header is compiled once per instruction set (kernels_base.cpp, kernels_avx2.cpp): the
+// includer defines LENET_EXT_ISA (the namespace) and LENET_EXT_VEC_BYTES first.
 #pragma once
 
 #include <cstdint>
-#include <cstring>
+
+#if !defined(LENET_EXT_ISA) || !defined(LENET_EXT_VEC_BYTES)
+#error "define LENET_EXT_ISA and LENET_EXT_VEC_BYTES before including gemm.h (see kernels_impl.h)"
+#endif
 
 namespace lenet_ext {
 namespace cpu {
+namespace LENET_EXT_ISA {
 
-// The native vector width of the build: 32 bytes with AVX, else 16 (SSE2, NEON).
-#if defined(__AVX__)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;
-#endif
+constexpr int kVecBytes = LENET_EXT_VEC_BYTES;
 
 template <typename T>
 struct VecOf;
 template <>
 struct VecOf<float> {
-  typedef float type __attribute__((vector_size(kVecBytes), aligned(4)));
+  typedef float type __attribute__((vector_size(kVecBytes), aligned(4), may_alias));
 };
 template <>
 struct VecOf<double> {
-  typedef double type __attribute__((vector_size(kVecBytes), aligned(8)));
+  typedef double type __attribute__((vector_size(kVecBytes), aligned(8), may_alias));
 };
 template <typename T>
 using Vec = typename VecOf<T>::type;
@@ -36,16 +39,17 @@ using Vec = typename VecOf<T>::type;
 template <typename T>
 constexpr int kVecLen = kVecBytes / sizeof(T);
 
+// Unaligned loads and stores through the element-aligned, may_alias vector type: one
+// vmovups. (A memcpy of a 32-byte vector is split by GCC into two 16-byte copies through
+// the stack, whose store-to-load forwarding stall made AVX builds 5-10x slower.)
 template <typename T>
 inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
+  return *reinterpret_cast<const Vec<T>*>(p);
 }
 
 template <typename T>
 inline void store(T* p, const Vec<T>& v) {
-  std::memcpy(p, &v, sizeof(v));
+  *reinterpret_cast<Vec<T>*>(p) = v;
 }
 
 template <typename T>
@@ -179,5 +183,6 @@ inline void gemm_atb_acc(int64_t M, int64_t N, int64_t K, const T* A, int64_t ld
   gemm_axpy(M, N, K, A, 1, lda, B, ldb, C, ldc, /*accumulate=*/true);
 }
 
+}  // namespace LENET_EXT_ISA
 }  // namespace cpu
 }  // namespace lenet_ext

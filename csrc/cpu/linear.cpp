@@ -18,7 +18,7 @@
 
 #include "../checks.h"
 #include "common.h"
-#include "gemm.h"
+#include "kernels.h"
 
 namespace lenet_ext {
 namespace cpu {
@@ -39,8 +39,9 @@ at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(M, num_chunks(M), [&](int64_t, int64_t m0, int64_t m1) {
-      dense_forward_rows(m1 - m0, K, O, xp + m0 * K, wp, bp, yp + m0 * O, apply_sigmoid);
+      k.dense_forward(m1 - m0, K, O, xp + m0 * K, wp, bp, yp + m0 * O, apply_sigmoid);
     });
   });
   return y;
@@ -71,6 +72,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
     const int64_t part_size = O * K + O;  // private dw then db, per chunk
     std::vector<scalar_t> partial((need_weight || need_bias) ? chunks * part_size : 0, scalar_t(0));
 
+    const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(M, chunks, [&](int64_t chunk, int64_t m0, int64_t m1) {
       const int64_t rows = m1 - m0;
       std::vector<scalar_t> g(rows * O);
@@ -82,7 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
         std::copy(gym, gym + rows * O, g.begin());
       }
       scalar_t* pw = (need_weight || need_bias) ? partial.data() + chunk * part_size : nullptr;
-      dense_backward_rows(rows, K, O, g.data(), xp + m0 * K, wp, need_input ? gxp + m0 * K : nullptr,
+      k.dense_backward(rows, K, O, g.data(), xp + m0 * K, wp, need_input ? gxp + m0 * K : nullptr,
                           need_weight ? pw : nullptr, need_bias ? pw + O * K : nullptr);
     });
 

@@ -1,0 +1,53 @@
+// The CPU kernels' arithmetic, free of torch: what one thread does for its chunk of the batch.
+// The op files (conv2d_sigmoid.cpp, linear.cpp) check arguments, allocate, split the batch and
+// reduce partial gradients; they call these through kernels<T>(), a table chosen once per
+// process by the CPU's instruction set:
+//   avx2  AVX2 + FMA (x86-64 CPUs since 2013/2015), 8 floats per vector, fused multiply-adds
+//   base  the build's baseline (SSE2 on x86-64, NEON on arm64), 4 floats per vector
+// LENET_EXT_CPU_ISA=base|avx2 forces one (avx2 only where the CPU has it); lenet_ext.cpu_isa()
+// tells which runs. Both compute the same function; their last bits differ (FMA rounds once).
+#pragma once
+
+#include <cstdint>
+
+#include "../shapes.h"
+
+namespace lenet_ext {
+namespace cpu {
+
+template <typename T>
+struct CpuKernels {
+  // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1); col: scratch of K * P values.
+  void (*conv_forward)(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
+                       T* col);
+  // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null).
+  // Scratch: g (O * P), col (K * P, if dw), dcol (K * P, if gx).
+  void (*conv_backward)(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
+                        int64_t n0, int64_t n1, T* g, T* col, T* dcol);
+  // A dense layer on `rows` rows: y = act(x w^T + b), x (rows, K), w (O, K), y (rows, O); b may be null.
+  void (*dense_forward)(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
+                        bool apply_sigmoid);
+  // Its backward from g = dL/d(pre-activation) (rows, O): dx written, dw and db added to; any may be null.
+  void (*dense_backward)(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, const T* w, T* dx, T* dw,
+                         T* db);
+};
+
+template <typename T>
+const CpuKernels<T>& kernels();
+
+// "avx2" or "base": the table kernels<T>() returns in this process.
+const char* cpu_isa();
+
+// The tables of each instruction set (kernels_base.cpp, kernels_avx2.cpp); avx2 is null where
+// the build has no AVX2 code (non-x86 targets).
+namespace base {
+template <typename T>
+CpuKernels<T> make_kernels();
+}
+namespace avx2 {
+template <typename T>
+CpuKernels<T> make_kernels();
+}
+
+}  // namespace cpu
+}  // namespace lenet_ext

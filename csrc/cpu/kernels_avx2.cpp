@@ -1,0 +1,26 @@
+// The CPU kernels compiled for AVX2 + FMA (8 floats per vector, fused multiply-adds), chosen at
+// run time by kernels_base.cpp where the CPU has both. Only this file's own code is compiled for
+// AVX2: the standard headers come first, under the build's baseline flags, and kernels_impl.h
+// instantiates nothing outside namespace lenet_ext::cpu::avx2.
+#include <cstdint>
+#include <type_traits>
+
+#include "../shapes.h"  // its inline members stay baseline code
+#include "kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC target("avx2,fma")
+#pragma GCC optimize("fp-contract=fast")
+#define LENET_EXT_ISA avx2
+#define LENET_EXT_VEC_BYTES 32
+#include "kernels_impl.h"
+
+namespace lenet_ext {
+namespace cpu {
+namespace avx2 {
+template CpuKernels<float> make_kernels<float>();
+template CpuKernels<double> make_kernels<double>();
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace lenet_ext
+#endif

@@ -1,0 +1,221 @@
+// The CPU kernels' arithmetic (see kernels.h), compiled once per instruction set: the includer
+// defines LENET_EXT_ISA (namespace) and LENET_EXT_VEC_BYTES, and for AVX2 turns the target on.
+// Nothing here may instantiate a template or inline function shared with other translation
+// units (no std::fill, std::min, std::vector, torch): the linker would keep one copy of it,
+// possibly the AVX2 one, for the whole library. Hence the plain loops.
+//
+// Convolution  y[n, o, oh, ow] = sigmoid(b[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oh*s + i - p, ow*s + j - p])
+//   Per image, x is unrolled into columns (K = C*KH*KW rows, P = OH*OW columns): col[(c, i, j), q]
+//   is the input under tap (c, i, j) of output position q (zero in the padding); then
+//   y_n = sigmoid(w . col + b), w seen as (O, K), vectorized along q. When the window covers
+//   the whole unpadded input (LeNet's c5, P = 1) the layer is a dense one over the chunk's images.
+//   Backward: g = dy * y * (1 - y); db[o] += sum_q g[o, q]; dw[o, k] += sum_q g[o, q] col[k, q];
+//   dcol[k, q] = sum_o w[o, k] g[o, q], added back into dx (the adjoint of the unrolling).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "../shapes.h"
+#include "gemm.h"
+#include "kernels.h"
+
+namespace lenet_ext {
+namespace cpu {
+namespace LENET_EXT_ISA {
+
+inline float exp_scalar(float x) { return __builtin_expf(x); }
+inline double exp_scalar(double x) { return __builtin_exp(x); }
+
+template <typename T>
+inline T sigmoid(T z) {
+  return T(1) / (T(1) + exp_scalar(-z));
+}
+
+// exp(x) for a vector of floats: Cephes' expf (range reduction by ln 2, degree-6
+// polynomial, 2^n built in the exponent bits), within 2 ulp of expf on [-87.3, 88.3];
+// inputs are clamped to that range, NaN is passed through.
+inline Vec<float> exp_vec(Vec<float> x) {
+  using VecI = __attribute__((vector_size(kVecBytes))) int32_t;
+  const Vec<float> nan_mask_src = x;
+  x = x > splat(88.3762626647949f) ? splat(88.3762626647949f) : x;
+  x = x < splat(-87.3365447505531f) ? splat(-87.3365447505531f) : x;
+  Vec<float> fx = x * 1.44269504088896341f + 0.5f;
+  Vec<float> t = __builtin_convertvector(__builtin_convertvector(fx, VecI), Vec<float>);
+  fx = t > fx ? t - 1.0f : t;  // floor
+  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+  const Vec<float> z = x * x;
+  Vec<float> y = splat(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  const VecI bits = (__builtin_convertvector(fx, VecI) + 127) << 23;
+  y = y * reinterpret_cast<const Vec<float>&>(bits);
+  return nan_mask_src != nan_mask_src ? nan_mask_src : y;
+}
+
+// p[i] = sigmoid(p[i] + bias) for n values (bias may be 0): vectorized for float.
+template <typename T>
+inline void sigmoid_bias_inplace(T* p, int64_t n, T bias) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int L = kVecLen<float>;
+    for (; i + L <= n; i += L) {
+      const Vec<float> z = load(p + i) + bias;
+      store(p + i, 1.0f / (1.0f + exp_vec(-z)));
+    }
+  }
+  for (; i < n; ++i) p[i] = sigmoid(p[i] + bias);
+}
+
+template <typename T>
+inline void fill(T* p, int64_t n, T value) {
+  for (int64_t i = 0; i < n; ++i) p[i] = value;
+}
+
+// The output columns [lo, hi) whose tap at offset j (already minus the padding) lands inside [0, W).
+inline void valid_range(int64_t offset, int64_t stride, int64_t W, int64_t OW, int64_t& lo, int64_t& hi) {
+  lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  hi = offset >= W ? 0 : (W - 1 - offset) / stride + 1;
+  if (hi > OW) hi = OW;
+  if (hi < lo) hi = lo;
+}
+
+template <typename T>
+void im2col(const ConvShape& s, const T* x, T* col) {
+  const int64_t P = s.P();
+  for (int64_t c = 0; c < s.C; ++c) {
+    for (int64_t i = 0; i < s.KH; ++i) {
+      for (int64_t j = 0; j < s.KW; ++j, col += P) {
+        int64_t lo, hi;
+        valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          T* dst = col + oh * s.OW;
+          const int64_t ih = oh * s.stride + i - s.pad;
+          if (ih < 0 || ih >= s.H) {
+            fill(dst, s.OW, T(0));
+            continue;
+          }
+          const T* src = x + (c * s.H + ih) * s.W + j - s.pad;
+          fill(dst, lo, T(0));
+          if (s.stride == 1) {
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s.stride];
+          }
+          fill(dst + hi, s.OW - hi, T(0));
+        }
+      }
+    }
+  }
+}
+
+// Adjoint of im2col: dx[c, ih, iw] += dcol[(c, i, j), q] for every tap that lands inside the input.
+template <typename T>
+void col2im_acc(const ConvShape& s, const T* dcol, T* dx) {
+  const int64_t P = s.P();
+  for (int64_t c = 0; c < s.C; ++c) {
+    for (int64_t i = 0; i < s.KH; ++i) {
+      for (int64_t j = 0; j < s.KW; ++j, dcol += P) {
+        int64_t lo, hi;
+        valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          const int64_t ih = oh * s.stride + i - s.pad;
+          if (ih < 0 || ih >= s.H) continue;
+          const T* src = dcol + oh * s.OW;
+          T* dst = dx + (c * s.H + ih) * s.W + j - s.pad;
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * s.stride] += src[ow];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
+                   bool apply_sigmoid) {
+  gemm_abt(rows, O, K, x, K, w, K, y, O, /*accumulate=*/false);
+  for (int64_t m = 0; m < rows; ++m) {
+    T* ym = y + m * O;
+    if (apply_sigmoid) {
+      for (int64_t o = 0; o < O; ++o) ym[o] += b ? b[o] : T(0);
+      sigmoid_bias_inplace(ym, O, T(0));
+    } else if (b) {
+      for (int64_t o = 0; o < O; ++o) ym[o] += b[o];
+    }
+  }
+}
+
+template <typename T>
+void dense_backward(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, const T* w, T* dx, T* dw, T* db) {
+  if (dx) gemm_ab(rows, K, O, g, O, w, K, dx, K, /*accumulate=*/false);
+  if (dw) gemm_atb_acc(O, K, rows, g, O, x, K, dw, K);
+  if (db) {
+    for (int64_t m = 0; m < rows; ++m)
+      for (int64_t o = 0; o < O; ++o) db[o] += g[m * O + o];
+  }
+}
+
+template <typename T>
+void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1, T* col) {
+  const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W;
+  if (s.whole_input()) {  // P = 1: the chunk's outputs (n, O) are a dense layer's
+    dense_forward(n1 - n0, K, s.O, x + n0 * image, w, b, y + n0 * s.O, /*apply_sigmoid=*/true);
+    return;
+  }
+  for (int64_t n = n0; n < n1; ++n) {
+    T* yn = y + n * s.O * P;
+    im2col(s, x + n * image, col);
+    gemm_ab(s.O, P, K, w, K, col, P, yn, P, /*accumulate=*/false);
+    for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
+  }
+}
+
+template <typename T>
+void conv_backward(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
+                   int64_t n0, int64_t n1, T* g, T* col, T* dcol) {
+  const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W, plane = s.O * P;
+  if (s.whole_input()) {  // P = 1: the backward of a dense layer over the chunk's rows
+    const int64_t rows = n1 - n0;
+    const T* gyc = gy + n0 * plane;
+    const T* yc = y + n0 * plane;
+    for (int64_t i = 0; i < rows * s.O; ++i) g[i] = gyc[i] * yc[i] * (T(1) - yc[i]);
+    dense_backward(rows, K, s.O, g, x + n0 * image, w, gx ? gx + n0 * image : nullptr, dw, db);
+    return;
+  }
+  for (int64_t n = n0; n < n1; ++n) {
+    const T* gyn = gy + n * plane;
+    const T* yn = y + n * plane;
+    for (int64_t i = 0; i < plane; ++i) g[i] = gyn[i] * yn[i] * (T(1) - yn[i]);
+    if (db) {
+      for (int64_t o = 0; o < s.O; ++o) {
+        T acc = 0;
+        for (int64_t q = 0; q < P; ++q) acc += g[o * P + q];
+        db[o] += acc;
+      }
+    }
+    if (dw) {
+      im2col(s, x + n * image, col);
+      gemm_abt(s.O, K, P, g, P, col, P, dw, K, /*accumulate=*/true);
+    }
+    if (gx) {
+      T* gxn = gx + n * image;
+      fill(gxn, image, T(0));
+      fill(dcol, K * P, T(0));
+      gemm_atb_acc(K, P, s.O, w, K, g, P, dcol, P);
+      col2im_acc(s, dcol, gxn);
+    }
+  }
+}
+
+template <typename T>
+CpuKernels<T> make_kernels() {
+  return {&conv_forward<T>, &conv_backward<T>, &dense_forward<T>, &dense_backward<T>};
+}
+
+}  // namespace LENET_EXT_ISA
+}  // namespace cpu
+}  // namespace lenet_ext
