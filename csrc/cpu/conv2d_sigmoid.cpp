@@ -41,8 +41,8 @@ at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(s.N, num_chunks(s.N), [&](int64_t, int64_t n0, int64_t n1) {
-      std::vector<scalar_t> col(s.whole_input() ? 0 : s.K() * s.P());
-      k.conv_forward(s, xp, wp, bp, yp, n0, n1, col.data());
+      std::vector<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
+      k.conv_forward(s, xp, wp, bp, yp, n0, n1, scratch.data());
     });
   });
   return y;
@@ -68,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = need_input ? gx.mutable_data_ptr<scalar_t>() : nullptr;
-    const int64_t P = s.P(), K = s.K(), plane = s.O * P;
+    const int64_t K = s.K();
     const int64_t chunks = num_chunks(s.N);
     const int64_t part_size = s.O * K + s.O;  // private dw then db, per chunk
     std::vector<scalar_t> partial(chunks * part_size, scalar_t(0));
@@ -76,12 +76,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(s.N, chunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
       scalar_t* pw = partial.data() + chunk * part_size;
-      const bool dense = s.whole_input();  // P = 1: g holds the chunk's rows at once
-      std::vector<scalar_t> g(dense ? (n1 - n0) * s.O : plane);
-      std::vector<scalar_t> col(need_weight && !dense ? K * P : 0);
-      std::vector<scalar_t> dcol(need_input && !dense ? K * P : 0);
+      std::vector<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
       k.conv_backward(s, gyp, yp, xp, wp, gxp, need_weight ? pw : nullptr, need_bias ? pw + s.O * K : nullptr,
-                      n0, n1, g.data(), col.data(), dcol.data());
+                      n0, n1, scratch.data());
     });
 
     if (need_weight || need_bias) {

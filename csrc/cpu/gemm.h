@@ -65,6 +65,23 @@ inline T hsum(const Vec<T>& v) {
   return s;
 }
 
+// The rows of a B operand: a strided matrix, row(k) = p + k * ld ...
+template <typename T>
+struct StridedRows {
+  const T* p;
+  int64_t ld;
+  const T* operator[](int64_t k) const { return p + k * ld; }
+};
+
+// ... or rows read in place at offsets, row(k) = base + off[k]: the unrolled input of a
+// stride-1 convolution without copying it (see conv_forward in kernels_impl.h).
+template <typename T>
+struct OffsetRows {
+  const T* base;
+  const int64_t* off;
+  const T* operator[](int64_t k) const { return base + off[k]; }
+};
+
 // out[r] = dot(a, b[r]) for R rows b[r], K long.
 template <typename T, int R>
 inline void dot_rows(const T* a, const T* const* b, int64_t K, T* out) {
@@ -84,37 +101,43 @@ inline void dot_rows(const T* a, const T* const* b, int64_t K, T* out) {
   }
 }
 
-// C[m, n] (+)= sum_k A[m, k] * B[n, k]       A: (M, K), B: (N, K), C: (M, N).
+// C[m, n] (+)= sum_k A[m, k] * B(n)[k]       A: (M, K), B: N rows of K, C: (M, N).
 // Dot-product form: the reduction runs along contiguous rows of A and B.
 // Overwrites C unless `accumulate`.
-template <typename T>
-inline void gemm_abt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-                     int64_t ldc, bool accumulate) {
+template <typename T, typename Rows>
+inline void gemm_abt_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C,
+                          int64_t ldc, bool accumulate) {
   T s[4];
   for (int64_t m = 0; m < M; ++m) {
     const T* a = A + m * lda;
     T* c = C + m * ldc;
     int64_t n = 0;
     for (; n + 4 <= N; n += 4) {
-      const T* b[4] = {B + n * ldb, B + (n + 1) * ldb, B + (n + 2) * ldb, B + (n + 3) * ldb};
+      const T* b[4] = {B[n], B[n + 1], B[n + 2], B[n + 3]};
       dot_rows<T, 4>(a, b, K, s);
       for (int r = 0; r < 4; ++r) c[n + r] = accumulate ? c[n + r] + s[r] : s[r];
     }
     for (; n < N; ++n) {
-      const T* b[1] = {B + n * ldb};
+      const T* b[1] = {B[n]};
       dot_rows<T, 1>(a, b, K, s);
       c[n] = accumulate ? c[n] + s[0] : s[0];
     }
   }
 }
 
-// R rows of C: C[r, n] (+)= sum_k A(r, k) * B[k, n], with A(r, k) = A[r * sm + k * sk] so that
+template <typename T>
+inline void gemm_abt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                     int64_t ldc, bool accumulate) {
+  gemm_abt_rows(M, N, K, A, lda, StridedRows<T>{B, ldb}, C, ldc, accumulate);
+}
+
+// R rows of C: C[r, n] (+)= sum_k A(r, k) * B(k)[n], with A(r, k) = A[r * sm + k * sk] so that
 // one loop serves A and A transposed. Each block of R rows x V vectors of outputs stays in
 // registers for the whole k loop (C is read and written once per block), and each
 // broadcast A(r, k) is used for V vectors.
-template <typename T, int R, int V>
-inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const T* B,
-                          int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+template <typename T, int R, int V, typename Rows>
+inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C,
+                          int64_t ldc, bool accumulate) {
   constexpr int L = kVecLen<T>;
   for (; n + V * L <= N; n += V * L) {
     Vec<T> acc[R][V];
@@ -123,9 +146,10 @@ inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t s
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v) acc[r][v] = accumulate ? load(C + r * ldc + n + v * L) : Vec<T>{};
     for (int64_t k = 0; k < K; ++k) {
+      const T* bk = B[k] + n;
       Vec<T> b[V];
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) b[v] = load(B + k * ldb + n + v * L);
+      for (int v = 0; v < V; ++v) b[v] = load(bk + v * L);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const Vec<T> a = splat(A[r * sm + k * sk]);
@@ -141,29 +165,29 @@ inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t s
   return n;
 }
 
-template <typename T, int R>
-inline void axpy_rows(int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const T* B, int64_t ldb, T* C,
-                      int64_t ldc, bool accumulate) {
-  int64_t n = axpy_block<T, R, 2>(0, N, K, A, sm, sk, B, ldb, C, ldc, accumulate);
-  n = axpy_block<T, R, 1>(n, N, K, A, sm, sk, B, ldb, C, ldc, accumulate);
+template <typename T, int R, typename Rows>
+inline void axpy_rows(int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C, int64_t ldc,
+                      bool accumulate) {
+  int64_t n = axpy_block<T, R, 2>(0, N, K, A, sm, sk, B, C, ldc, accumulate);
+  n = axpy_block<T, R, 1>(n, N, K, A, sm, sk, B, C, ldc, accumulate);
   for (; n < N; ++n) {
     for (int r = 0; r < R; ++r) {
       T s = accumulate ? C[r * ldc + n] : T(0);
-      for (int64_t k = 0; k < K; ++k) s += A[r * sm + k * sk] * B[k * ldb + n];
+      for (int64_t k = 0; k < K; ++k) s += A[r * sm + k * sk] * B[k][n];
       C[r * ldc + n] = s;
     }
   }
 }
 
-template <typename T>
-inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const T* B, int64_t ldb,
-                      T* C, int64_t ldc, bool accumulate) {
+template <typename T, typename Rows>
+inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C,
+                      int64_t ldc, bool accumulate) {
   int64_t m = 0;
-  for (; m + 4 <= M; m += 4) axpy_rows<T, 4>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate);
+  for (; m + 4 <= M; m += 4) axpy_rows<T, 4>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate);
   switch (M - m) {
-    case 3: axpy_rows<T, 3>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate); break;
-    case 2: axpy_rows<T, 2>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate); break;
-    case 1: axpy_rows<T, 1>(N, K, A + m * sm, sm, sk, B, ldb, C + m * ldc, ldc, accumulate); break;
+    case 3: axpy_rows<T, 3>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate); break;
+    case 2: axpy_rows<T, 2>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate); break;
+    case 1: axpy_rows<T, 1>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate); break;
     default: break;
   }
 }
@@ -173,14 +197,21 @@ inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const T* A, int64_t sm, i
 template <typename T>
 inline void gemm_ab(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                     int64_t ldc, bool accumulate) {
-  gemm_axpy(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate);
+  gemm_axpy(M, N, K, A, lda, int64_t(1), StridedRows<T>{B, ldb}, C, ldc, accumulate);
+}
+
+// C[m, n] = sum_k A[k, m] * B[k, n]          A: (K, M), B: (K, N), C: (M, N).
+template <typename T>
+inline void gemm_atb(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                     int64_t ldc) {
+  gemm_axpy(M, N, K, A, int64_t(1), lda, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/false);
 }
 
 // C[m, n] += sum_k A[k, m] * B[k, n]         A: (K, M), B: (K, N), C: (M, N); always accumulates.
 template <typename T>
 inline void gemm_atb_acc(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                          int64_t ldc) {
-  gemm_axpy(M, N, K, A, 1, lda, B, ldb, C, ldc, /*accumulate=*/true);
+  gemm_axpy(M, N, K, A, int64_t(1), lda, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/true);
 }
 
 }  // namespace LENET_EXT_ISA

@@ -17,13 +17,13 @@ namespace cpu {
 
 template <typename T>
 struct CpuKernels {
-  // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1); col: scratch of K * P values.
+  // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1); scratch: conv_scratch_size(s, n1 - n0) values.
   void (*conv_forward)(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
-                       T* col);
-  // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null).
-  // Scratch: g (O * P), col (K * P, if dw), dcol (K * P, if gx).
+                       T* scratch);
+  // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null);
+  // scratch: conv_scratch_size(s, n1 - n0) values.
   void (*conv_backward)(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
-                        int64_t n0, int64_t n1, T* g, T* col, T* dcol);
+                        int64_t n0, int64_t n1, T* scratch);
   // A dense layer on `rows` rows: y = act(x w^T + b), x (rows, K), w (O, K), y (rows, O); b may be null.
   void (*dense_forward)(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
                         bool apply_sigmoid);
@@ -31,6 +31,20 @@ struct CpuKernels {
   void (*dense_backward)(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, const T* w, T* dx, T* dw,
                          T* db);
 };
+
+// Scratch values of type T a chunk of `rows` images needs, forward or backward: the dense form
+// (P = 1) holds the chunk's (rows, O) gradient; the wide form (stride 1) the tap offsets, the
+// padded input and its gradient, g (O x Pw) and dcol (K x Pw); else (im2col) g (O x Pp), col and
+// dcol (K x Pp each).
+template <typename T>
+inline int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
+  if (s.whole_input()) return rows * s.O;
+  if (s.wide()) {
+    const int64_t offsets = (s.K() * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
+    return offsets + 2 * s.padded_image() + (s.O + s.K()) * s.Pw();
+  }
+  return (s.O + 2 * s.K()) * s.Pp();
+}
 
 template <typename T>
 const CpuKernels<T>& kernels();

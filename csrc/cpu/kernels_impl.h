@@ -84,12 +84,14 @@ inline void valid_range(int64_t offset, int64_t stride, int64_t W, int64_t OW, i
   if (hi < lo) hi = lo;
 }
 
+// col[(c, i, j), q] for q < P, rows ld apart; [P, ld) zero.
 template <typename T>
-void im2col(const ConvShape& s, const T* x, T* col) {
+void im2col(const ConvShape& s, const T* x, T* col, int64_t ld) {
   const int64_t P = s.P();
   for (int64_t c = 0; c < s.C; ++c) {
     for (int64_t i = 0; i < s.KH; ++i) {
-      for (int64_t j = 0; j < s.KW; ++j, col += P) {
+      for (int64_t j = 0; j < s.KW; ++j, col += ld) {
+        fill(col + P, ld - P, T(0));
         int64_t lo, hi;
         valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
         for (int64_t oh = 0; oh < s.OH; ++oh) {
@@ -115,11 +117,10 @@ void im2col(const ConvShape& s, const T* x, T* col) {
 
 // Adjoint of im2col: dx[c, ih, iw] += dcol[(c, i, j), q] for every tap that lands inside the input.
 template <typename T>
-void col2im_acc(const ConvShape& s, const T* dcol, T* dx) {
-  const int64_t P = s.P();
+void col2im_acc(const ConvShape& s, const T* dcol, int64_t ld, T* dx) {
   for (int64_t c = 0; c < s.C; ++c) {
     for (int64_t i = 0; i < s.KH; ++i) {
-      for (int64_t j = 0; j < s.KW; ++j, dcol += P) {
+      for (int64_t j = 0; j < s.KW; ++j, dcol += ld) {
         int64_t lo, hi;
         valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
         for (int64_t oh = 0; oh < s.OH; ++oh) {
@@ -159,54 +160,172 @@ void dense_backward(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, 
   }
 }
 
+// The stride-1 convolution without unrolling (ConvShape::wide()). With the input zero-padded to
+// xpad (C, Hp, Wp) and outputs computed at every one of Wp columns per row ("wide" outputs,
+// q = oh * Wp + ow), the input under tap (c, i, j) at output q is xpad[off(c, i, j) + q] with
+// off = (c * Hp + i) * Wp + j: the unrolled matrix's row k is xpad itself, read from off[k]. The
+// products read those rows in place (OffsetRows); columns ow >= OW are discarded forward and
+// carry a zero gradient backward, so they add exact zeros.
 template <typename T>
-void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1, T* col) {
-  const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W;
+struct WideScratch {
+  int64_t* off;  // K tap offsets
+  T* xpad;       // padded_image()
+  T* rest;       // what follows
+};
+
+template <typename T>
+WideScratch<T> wide_scratch(const ConvShape& s, T* scratch) {
+  int64_t* off = reinterpret_cast<int64_t*>(scratch);
+  const int64_t Hp = s.Hp(), Wp = s.Wp();
+  int64_t k = 0;
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < s.KH; ++i)
+      for (int64_t j = 0; j < s.KW; ++j) off[k++] = (c * Hp + i) * Wp + j;
+  const int64_t offsets = (s.K() * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
+  T* xpad = scratch + offsets;
+  fill(xpad, s.padded_image(), T(0));  // the border and tail stay zero; pad_image writes the interior
+  return {off, xpad, xpad + s.padded_image()};
+}
+
+template <typename T>
+void pad_image(const ConvShape& s, const T* x, T* xpad) {
+  const int64_t Hp = s.Hp(), Wp = s.Wp();
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t h = 0; h < s.H; ++h) {
+      const T* src = x + (c * s.H + h) * s.W;
+      T* dst = xpad + (c * Hp + h + s.pad) * Wp + s.pad;
+      for (int64_t w = 0; w < s.W; ++w) dst[w] = src[w];
+    }
+}
+
+template <typename T>
+void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
+                       T* scratch) {
+  const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
+  const WideScratch<T> ws = wide_scratch(s, scratch);
+  T* z = ws.rest;  // O x Pw
+  for (int64_t n = n0; n < n1; ++n) {
+    pad_image(s, x + n * image, ws.xpad);
+    gemm_axpy(s.O, Pw, K, w, K, int64_t(1), OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
+    T* yn = y + n * s.O * P;
+    for (int64_t o = 0; o < s.O; ++o) {
+      T* yo = yn + o * P;
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t ow = 0; ow < s.OW; ++ow) yo[oh * s.OW + ow] = z[o * Pw + oh * Wp + ow];
+      sigmoid_bias_inplace(yo, P, b ? b[o] : T(0));
+    }
+  }
+}
+
+template <typename T>
+void conv_backward_wide(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
+                        int64_t n0, int64_t n1, T* scratch) {
+  const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), Hp = s.Hp(), K = s.K(), image = s.C * s.H * s.W;
+  const WideScratch<T> ws = wide_scratch(s, scratch);
+  T* g = ws.rest;            // O x Pw, zero in the discarded columns
+  T* dcol = g + s.O * Pw;    // K x Pw
+  T* dxpad = dcol + K * Pw;  // padded_image()
+  fill(g, s.O * Pw, T(0));
+  for (int64_t n = n0; n < n1; ++n) {
+    const T* gyn = gy + n * s.O * P;
+    const T* yn = y + n * s.O * P;
+    for (int64_t o = 0; o < s.O; ++o) {
+      T acc = 0;
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          const int64_t q = o * P + oh * s.OW + ow;
+          const T v = gyn[q] * yn[q] * (T(1) - yn[q]);
+          g[o * Pw + oh * Wp + ow] = v;
+          acc += v;
+        }
+      if (db) db[o] += acc;
+    }
+    if (dw || gx) pad_image(s, x + n * image, ws.xpad);
+    if (dw) gemm_abt_rows(s.O, K, Pw, g, Pw, OffsetRows<T>{ws.xpad, ws.off}, dw, K, /*accumulate=*/true);
+    if (gx) {
+      gemm_atb(K, Pw, s.O, w, K, g, Pw, dcol, Pw);
+      fill(dxpad, s.padded_image(), T(0));
+      for (int64_t k = 0; k < K; ++k) {  // the adjoint of reading row k at off[k]
+        T* dst = dxpad + ws.off[k];
+        const T* src = dcol + k * Pw;
+        for (int64_t q = 0; q < Pw; ++q) dst[q] += src[q];
+      }
+      T* gxn = gx + n * image;
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t h = 0; h < s.H; ++h) {
+          const T* src = dxpad + (c * Hp + h + s.pad) * Wp + s.pad;
+          T* dst = gxn + (c * s.H + h) * s.W;
+          for (int64_t w2 = 0; w2 < s.W; ++w2) dst[w2] = src[w2];
+        }
+    }
+  }
+}
+
+template <typename T>
+void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
+                  T* scratch) {
+  const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W;
   if (s.whole_input()) {  // P = 1: the chunk's outputs (n, O) are a dense layer's
     dense_forward(n1 - n0, K, s.O, x + n0 * image, w, b, y + n0 * s.O, /*apply_sigmoid=*/true);
     return;
   }
+  if (s.wide()) return conv_forward_wide(s, x, w, b, y, n0, n1, scratch);
+  T* col = scratch;         // K x Pp
+  T* out = col + K * Pp;    // O x Pp, when P is not a whole number of vectors
   for (int64_t n = n0; n < n1; ++n) {
     T* yn = y + n * s.O * P;
-    im2col(s, x + n * image, col);
-    gemm_ab(s.O, P, K, w, K, col, P, yn, P, /*accumulate=*/false);
-    for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
+    im2col(s, x + n * image, col, Pp);
+    T* z = Pp == P ? yn : out;
+    gemm_ab(s.O, Pp, K, w, K, col, Pp, z, Pp, /*accumulate=*/false);
+    for (int64_t o = 0; o < s.O; ++o) {
+      if (z != yn)
+        for (int64_t q = 0; q < P; ++q) yn[o * P + q] = z[o * Pp + q];
+      sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
+    }
   }
 }
 
 template <typename T>
 void conv_backward(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
-                   int64_t n0, int64_t n1, T* g, T* col, T* dcol) {
-  const int64_t P = s.P(), K = s.K(), image = s.C * s.H * s.W, plane = s.O * P;
+                   int64_t n0, int64_t n1, T* scratch) {
+  const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W, plane = s.O * P;
   if (s.whole_input()) {  // P = 1: the backward of a dense layer over the chunk's rows
     const int64_t rows = n1 - n0;
     const T* gyc = gy + n0 * plane;
     const T* yc = y + n0 * plane;
+    T* g = scratch;
     for (int64_t i = 0; i < rows * s.O; ++i) g[i] = gyc[i] * yc[i] * (T(1) - yc[i]);
     dense_backward(rows, K, s.O, g, x + n0 * image, w, gx ? gx + n0 * image : nullptr, dw, db);
     return;
   }
+  if (s.wide()) return conv_backward_wide(s, gy, y, x, w, gx, dw, db, n0, n1, scratch);
+  T* g = scratch;           // O x Pp, zero past P
+  T* col = g + s.O * Pp;    // K x Pp
+  T* dcol = col + K * Pp;   // K x Pp
   for (int64_t n = n0; n < n1; ++n) {
     const T* gyn = gy + n * plane;
     const T* yn = y + n * plane;
-    for (int64_t i = 0; i < plane; ++i) g[i] = gyn[i] * yn[i] * (T(1) - yn[i]);
-    if (db) {
-      for (int64_t o = 0; o < s.O; ++o) {
+    for (int64_t o = 0; o < s.O; ++o) {
+      T* go = g + o * Pp;
+      const T* gyo = gyn + o * P;
+      const T* yo = yn + o * P;
+      for (int64_t q = 0; q < P; ++q) go[q] = gyo[q] * yo[q] * (T(1) - yo[q]);
+      fill(go + P, Pp - P, T(0));
+      if (db) {
         T acc = 0;
-        for (int64_t q = 0; q < P; ++q) acc += g[o * P + q];
+        for (int64_t q = 0; q < P; ++q) acc += go[q];
         db[o] += acc;
       }
     }
     if (dw) {
-      im2col(s, x + n * image, col);
-      gemm_abt(s.O, K, P, g, P, col, P, dw, K, /*accumulate=*/true);
+      im2col(s, x + n * image, col, Pp);
+      gemm_abt(s.O, K, Pp, g, Pp, col, Pp, dw, K, /*accumulate=*/true);
     }
     if (gx) {
       T* gxn = gx + n * image;
       fill(gxn, image, T(0));
-      fill(dcol, K * P, T(0));
-      gemm_atb_acc(K, P, s.O, w, K, g, P, dcol, P);
-      col2im_acc(s, dcol, gxn);
+      gemm_atb(K, Pp, s.O, w, K, g, Pp, dcol, Pp);
+      col2im_acc(s, dcol, Pp, gxn);
     }
   }
 }
