@@ -24,4 +24,12 @@ TORCH_LIBRARY(lenet_ext, m) {
   m.def(
       "linear_backward(Tensor grad_output, Tensor? output, Tensor input, Tensor weight, bool sigmoid, "
       "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
+  // The whole LeNet-5 forward for inference, (N, 1, 28, 28) images -> (N, classes) logits, in one
+  // op: the composition of the ops above (c1, s2, c3, s4, c5, f6, output). CPU only, no autograd:
+  // LeNet5(impl="ext") calls it when no gradient is wanted.
+  m.def(
+      "lenet5_forward(Tensor images, Tensor c1_weight, Tensor c1_bias, Tensor c3_weight, Tensor c3_bias, "
+      "Tensor c5_weight, Tensor c5_bias, Tensor f6_weight, Tensor f6_bias, Tensor output_weight, "
+      "Tensor output_bias) -> Tensor");
 }

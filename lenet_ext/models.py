@@ -108,8 +108,29 @@ class LeNet5(nn.Module):
         return out
 
     def forward(self, images: Tensor) -> Tensor:
-        """(N, 1, 28, 28) images -> (N, num_classes) logits."""
+        """(N, 1, 28, 28) images -> (N, num_classes) logits.
+
+        impl="ext" without autograd (no_grad / inference_mode, or nothing requiring grad) on the CPU
+        runs the whole network as one op, ops.lenet5_forward; otherwise layer by layer."""
+        if self.impl == "ext" and self._fused_ok(images):
+            check_images(images)
+            return ops.lenet5_forward(images, self._fused_params())
         return self._last(images, "logits")
+
+    def _fused_params(self):
+        """The parameters in ops.LENET5_PARAMS order (read from the module dicts directly: at batch 1,
+        fifteen nn.Module.__getattr__ calls cost as much as a third of the arithmetic)."""
+        mods = self._modules
+        return tuple(mods[layer]._parameters[kind] for layer in ("c1", "c3", "c5", "f6", "output")
+                     for kind in ("weight", "bias"))
+
+    def _fused_ok(self, images) -> bool:
+        """CPU images and no gradient wanted. (Parameters on another device make the op raise, as
+        the layer-by-layer path would.)"""
+        if not isinstance(images, Tensor) or images.device.type != "cpu":
+            return False
+        return not torch.is_grad_enabled() or not (images.requires_grad or any(
+            p.requires_grad for p in self._fused_params()))
 
     def features(self, images: Tensor) -> Tensor:
         """The 84-unit F6 layer's output (after its sigmoid), (N, 84)."""

@@ -4,6 +4,8 @@ for torch.compile, and autograd formulas that call our explicit backward ops.
     conv2d_sigmoid(x, weight, bias, stride, padding) == sigmoid(F.conv2d(x, weight, bias, stride, padding))
     avg_pool2d(x, kernel_size, stride)               == F.avg_pool2d(x, kernel_size, stride)
     linear(x, weight, bias, sigmoid)                 == F.linear(x, weight, bias), then sigmoid if asked
+    lenet5_forward(images, params)                   == LeNet-5's forward, all layers in one op
+                                                        (CPU, inference only: no autograd)
 
 Argument errors come from the kernels (C++) in eager mode and from the fake
 kernels below while torch.compile traces: TypeError for a wrong dtype or a
@@ -17,7 +19,11 @@ from torch import Tensor
 
 _ops = torch.ops.lenet_ext
 
-__all__ = ["conv2d_sigmoid", "avg_pool2d", "linear"]
+__all__ = ["conv2d_sigmoid", "avg_pool2d", "linear", "lenet5_forward"]
+
+# lenet5_forward's parameters, in its schema's order.
+LENET5_PARAMS = ("c1.weight", "c1.bias", "c3.weight", "c3.bias", "c5.weight", "c5.bias", "f6.weight", "f6.bias",
+                 "output.weight", "output.bias")
 
 
 def _as_int(value, name: str) -> int:
@@ -143,6 +149,28 @@ def _linear_fake(x, weight, bias, sigmoid):
 def _linear_backward_fake(grad_output, output, x, weight, sigmoid, output_mask):
     _linear_out_shape(x, weight, None)
     return _masked_grads(x, weight, weight.shape[0], output_mask)
+
+
+def lenet5_forward(images: Tensor, params: Sequence[Tensor]) -> Tensor:
+    """The whole LeNet-5 forward in one op: (N, 1, 28, 28) images -> (N, classes) logits, equal to
+    running c1, s2, c3, s4, c5, f6 and the output layer through the ops above. `params` are the
+    ten tensors named in LENET5_PARAMS, in that order. CPU only and without autograd: for
+    inference (LeNet5(impl="ext") uses it when no gradient is wanted)."""
+    params = tuple(params)
+    if len(params) != len(LENET5_PARAMS):
+        raise ValueError(f"lenet_ext: lenet5_forward takes {len(LENET5_PARAMS)} parameters "
+                         f"({', '.join(LENET5_PARAMS)}), got {len(params)}")
+    return _ops.lenet5_forward.default(images, *params)
+
+
+@torch.library.register_fake("lenet_ext::lenet5_forward")
+def _lenet5_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb):
+    _check_floating(images, "images")
+    torch._check_value(images.dim() == 4 and tuple(images.shape[1:]) == (1, 28, 28),
+                       lambda: f"lenet_ext: images must have shape (N, 1, 28, 28), got {tuple(images.shape)}")
+    torch._check_value(outw.dim() == 2 and outw.shape[1] == 84,
+                       lambda: f"lenet_ext: output_weight must have shape (classes, 84), got {tuple(outw.shape)}")
+    return images.new_empty((images.shape[0], outw.shape[0]))
 
 
 def _masked_grads(x: Tensor, weight: Tensor, out_features, output_mask):

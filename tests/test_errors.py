@@ -66,7 +66,24 @@ MODEL = [
     ("not a tensor", lambda: lenet_ext.LeNet5()([[0.0]]), TypeError, "torch.Tensor"),
     ("torch impl too", lambda: lenet_ext.LeNet5(impl="torch")(x4(4, 1, 32, 32)), ValueError, "(N, 1, 28, 28)"),
     ("unknown impl", lambda: lenet_ext.LeNet5(impl="cudnn"), ValueError, "impl must be one of"),
+    ("fused: 32x32 images", lambda: ops.lenet5_forward(x4(2, 1, 32, 32), _params()), ValueError, "(N, 1, 28, 28)"),
+    ("fused: wrong c3", lambda: ops.lenet5_forward(x4(2, 1, 28, 28), _params(c3=x4(16, 3, 5, 5))), ValueError,
+     "c3_weight must have shape [16, 6, 5, 5]"),
+    ("fused: float64 f6", lambda: ops.lenet5_forward(x4(2, 1, 28, 28), _params(f6=x4(84, 120, dtype=torch.float64))),
+     TypeError, "f6_weight has dtype Double"),
+    ("fused: 9 params", lambda: ops.lenet5_forward(x4(2, 1, 28, 28), _params()[:9]), ValueError, "takes 10"),
+    ("fused: int images", lambda: ops.lenet5_forward(torch.ones(2, 1, 28, 28, dtype=torch.int32), _params()),
+     TypeError, "images must be float32 or float64"),
 ]
+
+
+def _params(c3=None, f6=None):
+    p = list(lenet_ext.LeNet5()._fused_params())
+    if c3 is not None:
+        p[2] = c3
+    if f6 is not None:
+        p[6] = f6
+    return [t.detach() for t in p]
 
 BACKWARD = [  # the explicit backward ops are public too
     ("conv grad shape", lambda: torch.ops.lenet_ext.conv2d_sigmoid_backward(

@@ -156,3 +156,38 @@ def test_compile_traces_our_ops():
     targets = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
     assert any("lenet_ext.conv2d_sigmoid" in t for t in targets), targets
     assert not any("conv2d" in t and "lenet_ext" not in t for t in targets), targets
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "frozen"])
+def test_inference_runs_the_fused_forward(mode, monkeypatch):
+    """On the CPU with no gradient wanted, LeNet5(impl="ext") runs ops.lenet5_forward (one op for the
+    whole network) and gives the layer-by-layer logits; with gradients it goes layer by layer."""
+    ext, ref = pair()
+    x = images(9)
+    calls = []
+    fused = lenet_ext.ops.lenet5_forward
+    monkeypatch.setattr(lenet_ext.ops, "lenet5_forward", lambda *a: calls.append(1) or fused(*a))
+    layered = ext(x)  # parameters require grad: layer by layer
+    assert calls == [] and layered.requires_grad
+    if mode == "no_grad":
+        with torch.no_grad():
+            out = ext(x)
+    elif mode == "inference_mode":
+        with torch.inference_mode():
+            out = ext(x)
+    else:
+        ext.requires_grad_(False)
+        out = ext(x)
+    assert calls == [1]
+    close(out, layered.detach())
+    with torch.no_grad():
+        close(out, ref(x))
+
+
+def test_compile_inference_uses_the_fused_forward():
+    torch._dynamo.reset()
+    ext, _ = pair()
+    x = images(4)
+    with torch.no_grad():
+        out = torch.compile(ext, fullgraph=True)(x)
+        close(out, ext(x))

@@ -7,6 +7,10 @@ sums over the whole batch and reach tens), plus 1e-4 relative per element.
 float64: torch.autograd.gradcheck (finite differences) with its defaults, and
 torch.library.opcheck for every op, with and without requires_grad.
 """
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -291,3 +295,67 @@ def test_backward_ops_compute_only_what_is_asked():
     y = ops.conv2d_sigmoid(x, w, None, 1, 0)
     gx, gw, gb = torch.ops.lenet_ext.conv2d_sigmoid_backward(torch.randn_like(y), y, x, w, 1, 0, [False, True, False])
     assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
+
+
+# ----------------------------------------------------------------------------- CPU instruction sets
+
+def test_cpu_isa_reported():
+    """lenet_ext.cpu_isa() names the CPU kernels in use; LENET_EXT_CPU_ISA=base forces the baseline."""
+    isa = lenet_ext.cpu_isa()
+    if os.environ.get("LENET_EXT_CPU_ISA") == "base":
+        assert isa == "base"
+    else:
+        assert isa in ("avx2", "base")
+
+
+def test_baseline_kernels_match_torch_too():
+    """This process runs the AVX2 kernels where the CPU has them; the baseline (SSE2/NEON) kernels
+    go through the same CPU parity tests, gradchecks included, in a fresh process."""
+    if lenet_ext.cpu_isa() == "base":
+        pytest.skip("this process already runs the baseline kernels: the tests above covered them")
+    env = dict(os.environ, LENET_EXT_CPU_ISA="base")
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu and not opcheck and not baseline",
+         os.path.join(here, "test_ops.py"), os.path.join(here, "test_model.py")],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+# ----------------------------------------------------------------------------- fused LeNet-5 forward
+
+def lenet_params(dtype=torch.float32, classes=10):
+    model = lenet_ext.LeNet5("ext", num_classes=classes).to(dtype)
+    return model, tuple(p.detach() for p in model._fused_params())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [1, 3, 257])
+def test_lenet5_forward_matches_the_layers(batch, dtype):
+    """ops.lenet5_forward == the layer-by-layer ops == torch's layers, on random weights and images."""
+    model, params = lenet_params(dtype, classes=7)
+    ref = lenet_ext.LeNet5("torch", num_classes=7).to(dtype)
+    ref.load_state_dict(model.state_dict())
+    x = torch.rand(batch, 1, 28, 28, dtype=dtype) * 2 - 0.5
+    fused = ops.lenet5_forward(x, params)
+    with torch.no_grad():
+        layered = model._last(x, "logits")
+        expected = ref(x)
+    if dtype == torch.float64:
+        torch.testing.assert_close(fused, expected, atol=1e-12, rtol=1e-10)
+    else:
+        close(fused, expected)
+    close(fused, layered) if dtype == torch.float32 else torch.testing.assert_close(fused, layered)
+
+
+def test_lenet5_forward_noncontiguous_and_empty():
+    model, params = lenet_params()
+    x = torch.rand(5, 1, 28, 56)[..., ::2]
+    close(ops.lenet5_forward(x, params), ops.lenet5_forward(x.contiguous(), params))
+    assert ops.lenet5_forward(torch.rand(0, 1, 28, 28), params).shape == (0, 10)
+
+
+def test_opcheck_lenet5_forward():
+    _, params = lenet_params()
+    torch.library.opcheck(torch.ops.lenet_ext.lenet5_forward.default, (torch.rand(3, 1, 28, 28), *params))

@@ -9,10 +9,22 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 
 namespace lenet_ext {
 namespace cpu {
+
+// A thread's scratch: uninitialized (the kernels write every value before reading it), so that
+// a batch-1 call does not spend its time zeroing buffers.
+template <typename T>
+struct Scratch {
+  explicit Scratch(int64_t n) : data_(new T[n > 0 ? n : 1]) {}
+  T* data() { return data_.get(); }
+
+ private:
+  std::unique_ptr<T[]> data_;
+};
 
 // Number of chunks the batch is split into: one per thread, at most one per sample.
 inline int64_t num_chunks(int64_t n) {

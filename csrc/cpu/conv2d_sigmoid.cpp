@@ -41,7 +41,7 @@ at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(s.N, num_chunks(s.N), [&](int64_t, int64_t n0, int64_t n1) {
-      std::vector<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
+      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
       k.conv_forward(s, xp, wp, bp, yp, n0, n1, scratch.data());
     });
   });
@@ -76,7 +76,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(s.N, chunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
       scalar_t* pw = partial.data() + chunk * part_size;
-      std::vector<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
+      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
       k.conv_backward(s, gyp, yp, xp, wp, gxp, need_weight ? pw : nullptr, need_bias ? pw + s.O * K : nullptr,
                       n0, n1, scratch.data());
     });

@@ -101,14 +101,62 @@ inline void dot_rows(const T* a, const T* const* b, int64_t K, T* out) {
   }
 }
 
+// out[m][r] = dot(a[m], b[r]) for 2 rows a[m] and R rows b[r], K long: 2R accumulators, each
+// loaded vector used twice or R times (fewer loads per multiply-add than one row at a time).
+template <typename T, int R>
+inline void dot_rows_2(const T* a0, const T* a1, const T* const* b, int64_t K, T* out0, T* out1) {
+  constexpr int L = kVecLen<T>;
+  Vec<T> acc0[R] = {}, acc1[R] = {};
+  int64_t k = 0;
+  for (; k + L <= K; k += L) {
+    const Vec<T> x0 = load(a0 + k), x1 = load(a1 + k);
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Vec<T> bv = load(b[r] + k);
+      acc0[r] += x0 * bv;
+      acc1[r] += x1 * bv;
+    }
+  }
+  #pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    T s0 = hsum<T>(acc0[r]), s1 = hsum<T>(acc1[r]);
+    for (int64_t t = k; t < K; ++t) {
+      s0 += a0[t] * b[r][t];
+      s1 += a1[t] * b[r][t];
+    }
+    out0[r] = s0;
+    out1[r] = s1;
+  }
+}
+
 // C[m, n] (+)= sum_k A[m, k] * B(n)[k]       A: (M, K), B: N rows of K, C: (M, N).
 // Dot-product form: the reduction runs along contiguous rows of A and B.
 // Overwrites C unless `accumulate`.
 template <typename T, typename Rows>
 inline void gemm_abt_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C,
                           int64_t ldc, bool accumulate) {
-  T s[4];
-  for (int64_t m = 0; m < M; ++m) {
+  T s[4], s1[4];
+  int64_t m = 0;
+  for (; m + 2 <= M; m += 2) {
+    const T* a = A + m * lda;
+    T* c = C + m * ldc;
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+      const T* b[4] = {B[n], B[n + 1], B[n + 2], B[n + 3]};
+      dot_rows_2<T, 4>(a, a + lda, b, K, s, s1);
+      for (int r = 0; r < 4; ++r) {
+        c[n + r] = accumulate ? c[n + r] + s[r] : s[r];
+        c[ldc + n + r] = accumulate ? c[ldc + n + r] + s1[r] : s1[r];
+      }
+    }
+    for (; n < N; ++n) {
+      const T* b[1] = {B[n]};
+      dot_rows_2<T, 1>(a, a + lda, b, K, s, s1);
+      c[n] = accumulate ? c[n] + s[0] : s[0];
+      c[ldc + n] = accumulate ? c[ldc + n] + s1[0] : s1[0];
+    }
+  }
+  for (; m < M; ++m) {
     const T* a = A + m * lda;
     T* c = C + m * ldc;
     int64_t n = 0;

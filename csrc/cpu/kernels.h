@@ -15,6 +15,17 @@
 namespace lenet_ext {
 namespace cpu {
 
+// LeNet-5's parameters, in layer order (weights and biases of c1, c3, c5, f6, output).
+template <typename T>
+struct LeNet5Params {
+  const T *c1w, *c1b, *c3w, *c3b, *c5w, *c5b, *f6w, *f6b, *outw, *outb;
+  int64_t classes;
+};
+
+// LeNet-5's fixed layer shapes: (N, C, H, W, O, KH, KW, OH, OW, stride, pad), per image.
+constexpr ConvShape kLeNetC1{1, 1, 28, 28, 6, 5, 5, 28, 28, 1, 2};
+constexpr ConvShape kLeNetC3{1, 6, 14, 14, 16, 5, 5, 10, 10, 1, 0};
+
 template <typename T>
 struct CpuKernels {
   // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1); scratch: conv_scratch_size(s, n1 - n0) values.
@@ -30,6 +41,9 @@ struct CpuKernels {
   // Its backward from g = dL/d(pre-activation) (rows, O): dx written, dw and db added to; any may be null.
   void (*dense_backward)(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, const T* w, T* dx, T* dw,
                          T* db);
+  // The whole LeNet-5 forward for images [n0, n1) of x (N, 1, 28, 28) into logits (N, classes);
+  // scratch: lenet5_scratch_size<T>(n1 - n0) values.
+  void (*lenet5_forward)(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch);
 };
 
 // Scratch values of type T a chunk of `rows` images needs, forward or backward: the dense form
@@ -44,6 +58,15 @@ inline int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
     return offsets + 2 * s.padded_image() + (s.O + s.K()) * s.Pw();
   }
   return (s.O + 2 * s.K()) * s.Pp();
+}
+
+// Scratch values of type T the fused LeNet-5 forward needs for a chunk of `rows` images: one
+// convolution's scratch, c1's, s2's and c3's outputs for one image, and the chunk's s4, c5 and f6
+// outputs (the layout lenet5_forward in kernels_impl.h uses).
+template <typename T>
+inline int64_t lenet5_scratch_size(int64_t rows) {
+  const int64_t c1 = conv_scratch_size<T>(kLeNetC1, 1), c3 = conv_scratch_size<T>(kLeNetC3, 1);
+  return (c1 > c3 ? c1 : c3) + 6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10 + rows * (400 + 120 + 84);
 }
 
 template <typename T>

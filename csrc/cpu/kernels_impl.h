@@ -135,9 +135,11 @@ void col2im_acc(const ConvShape& s, const T* dcol, int64_t ld, T* dx) {
   }
 }
 
+// noinline, noclone (here and on conv_forward_wide): one copy serves every caller; lenet5_forward's
+// constant shapes would otherwise be folded into copies that GCC flags with bogus loop-count warnings.
 template <typename T>
-void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
-                   bool apply_sigmoid) {
+__attribute__((noinline, noclone)) void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w,
+                                                      const T* b, T* y, bool apply_sigmoid) {
   gemm_abt(rows, O, K, x, K, w, K, y, O, /*accumulate=*/false);
   for (int64_t m = 0; m < rows; ++m) {
     T* ym = y + m * O;
@@ -199,7 +201,7 @@ void pad_image(const ConvShape& s, const T* x, T* xpad) {
 }
 
 template <typename T>
-void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
+__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
                        T* scratch) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
@@ -330,9 +332,51 @@ void conv_backward(const ConvShape& s, const T* gy, const T* y, const T* x, cons
   }
 }
 
+// 2x2 average pooling, stride 2, of C planes H x W (H, W even) into C planes H/2 x W/2.
+template <typename T>
+void pool2(const T* x, T* y, int64_t C, int64_t H, int64_t W) {
+  const int64_t OH = H / 2, OW = W / 2;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const T* r0 = x + (c * H + 2 * oh) * W;
+      const T* r1 = r0 + W;
+      T* out = y + (c * OH + oh) * OW;
+      for (int64_t ow = 0; ow < OW; ++ow)
+        out[ow] = (r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) * T(0.25);
+    }
+}
+
+// The whole LeNet-5 forward (inference) for images [n0, n1): each image goes through c1, s2, c3
+// and s4 in buffers that stay in the L1/L2 cache, its 400 s4 values land in a row of the chunk's
+// (rows, 400) matrix, and c5, f6 and the output layer run as dense layers over the chunk's rows.
+// The same arithmetic as the separate ops, without their allocations, dispatch and memory traffic.
+template <typename T>
+void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch) {
+  constexpr ConvShape c1 = kLeNetC1, c3 = kLeNetC3;
+  const int64_t rows = n1 - n0;
+  T* conv_scratch = scratch;
+  const int64_t conv_size = conv_scratch_size<T>(c1, 1) > conv_scratch_size<T>(c3, 1) ? conv_scratch_size<T>(c1, 1)
+                                                                                      : conv_scratch_size<T>(c3, 1);
+  T* y1 = conv_scratch + conv_size;  // 6 x 28 x 28
+  T* s2 = y1 + 6 * 28 * 28;          // 6 x 14 x 14
+  T* y3 = s2 + 6 * 14 * 14;          // 16 x 10 x 10
+  T* s4 = y3 + 16 * 10 * 10;         // rows x 400
+  T* h5 = s4 + rows * 400;           // rows x 120
+  T* h6 = h5 + rows * 120;           // rows x 84
+  for (int64_t n = n0; n < n1; ++n) {
+    conv_forward_wide(c1, x + n * 784, p.c1w, p.c1b, y1, 0, 1, conv_scratch);
+    pool2(y1, s2, 6, 28, 28);
+    conv_forward_wide(c3, s2, p.c3w, p.c3b, y3, 0, 1, conv_scratch);
+    pool2(y3, s4 + (n - n0) * 400, 16, 10, 10);
+  }
+  dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
+  dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
+  dense_forward(rows, 84, p.classes, h6, p.outw, p.outb, logits + n0 * p.classes, /*apply_sigmoid=*/false);
+}
+
 template <typename T>
 CpuKernels<T> make_kernels() {
-  return {&conv_forward<T>, &conv_backward<T>, &dense_forward<T>, &dense_backward<T>};
+  return {&conv_forward<T>, &conv_backward<T>, &dense_forward<T>, &dense_backward<T>, &lenet5_forward<T>};
 }
 
 }  // namespace LENET_EXT_ISA

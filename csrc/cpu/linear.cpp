@@ -75,16 +75,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(M, chunks, [&](int64_t chunk, int64_t m0, int64_t m1) {
       const int64_t rows = m1 - m0;
-      std::vector<scalar_t> g(rows * O);
+      // g = dL/d(pre-activation): dy itself without the sigmoid.
       const scalar_t* gym = gyp + m0 * O;
+      Scratch<scalar_t> scratch(apply_sigmoid ? rows * O : 0);
+      const scalar_t* g = gym;
       if (apply_sigmoid) {
+        scalar_t* gs = scratch.data();
         const scalar_t* ym = yp + m0 * O;
-        for (int64_t i = 0; i < rows * O; ++i) g[i] = gym[i] * ym[i] * (scalar_t(1) - ym[i]);
-      } else {
-        std::copy(gym, gym + rows * O, g.begin());
+        for (int64_t i = 0; i < rows * O; ++i) gs[i] = gym[i] * ym[i] * (scalar_t(1) - ym[i]);
+        g = gs;
       }
       scalar_t* pw = (need_weight || need_bias) ? partial.data() + chunk * part_size : nullptr;
-      k.dense_backward(rows, K, O, g.data(), xp + m0 * K, wp, need_input ? gxp + m0 * K : nullptr,
+      k.dense_backward(rows, K, O, g, xp + m0 * K, wp, need_input ? gxp + m0 * K : nullptr,
                           need_weight ? pw : nullptr, need_bias ? pw + O * K : nullptr);
     });
 

@@ -1,0 +1,74 @@
+// The fused LeNet-5 forward (inference) on the CPU: argument checks, allocation and the split of
+// the batch over threads; the arithmetic is lenet5_forward in kernels_impl.h.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <array>
+#include <vector>
+
+#include "../checks.h"
+#include "common.h"
+#include "kernels.h"
+
+namespace lenet_ext {
+namespace cpu {
+namespace {
+
+void check_param(const at::Tensor& t, const char* name, const at::Tensor& images, std::vector<int64_t> shape) {
+  check_like(t, name, images, "images");
+  TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(shape), "lenet_ext: ", name, " must have shape ",
+                    at::IntArrayRef(shape), " (LeNet-5), got ", t.sizes());
+}
+
+at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, const at::Tensor& c1b,
+                              const at::Tensor& c3w, const at::Tensor& c3b, const at::Tensor& c5w,
+                              const at::Tensor& c5b, const at::Tensor& f6w, const at::Tensor& f6b,
+                              const at::Tensor& outw, const at::Tensor& outb) {
+  check_floating(images, "images");
+  TORCH_CHECK_VALUE(images.dim() == 4 && images.size(1) == 1 && images.size(2) == 28 && images.size(3) == 28,
+                    "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
+  check_param(c1w, "c1_weight", images, {6, 1, 5, 5});
+  check_param(c1b, "c1_bias", images, {6});
+  check_param(c3w, "c3_weight", images, {16, 6, 5, 5});
+  check_param(c3b, "c3_bias", images, {16});
+  check_param(c5w, "c5_weight", images, {120, 16, 5, 5});
+  check_param(c5b, "c5_bias", images, {120});
+  check_param(f6w, "f6_weight", images, {84, 120});
+  check_param(f6b, "f6_bias", images, {84});
+  check_like(outw, "output_weight", images, "images");
+  TORCH_CHECK_VALUE(outw.dim() == 2 && outw.size(1) == 84 && outw.size(0) >= 1,
+                    "lenet_ext: output_weight must have shape (classes, 84), got ", outw.sizes());
+  check_param(outb, "output_bias", images, {outw.size(0)});
+
+  const int64_t N = images.size(0), classes = outw.size(0);
+  const at::Tensor x = images.contiguous();
+  const std::array<at::Tensor, 10> params = {c1w.contiguous(), c1b.contiguous(), c3w.contiguous(),
+                                             c3b.contiguous(), c5w.contiguous(), c5b.contiguous(),
+                                             f6w.contiguous(), f6b.contiguous(), outw.contiguous(),
+                                             outb.contiguous()};
+  at::Tensor logits = at::empty({N, classes}, x.options());
+  if (N == 0) return logits;
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_forward_cpu", [&] {
+    auto ptr = [&](int i) { return params[i].const_data_ptr<scalar_t>(); };
+    const LeNet5Params<scalar_t> p{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), ptr(6), ptr(7), ptr(8), ptr(9),
+                                   classes};
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* lp = logits.mutable_data_ptr<scalar_t>();
+    const CpuKernels<scalar_t>& k = kernels<scalar_t>();
+    parallel_chunks(N, num_chunks(N), [&](int64_t, int64_t n0, int64_t n1) {
+      Scratch<scalar_t> scratch(lenet5_scratch_size<scalar_t>(n1 - n0));
+      k.lenet5_forward(p, xp, lp, n0, n1, scratch.data());
+    });
+  });
+  return logits;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_ext, CPU, m) { m.impl("lenet5_forward", &lenet5_forward_cpu); }
+
+}  // namespace cpu
+}  // namespace lenet_ext
