@@ -152,6 +152,39 @@ inline ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::
   return s;
 }
 
+// The fused convolution + sigmoid + average pooling: a stride-1 convolution, then pool x pool
+// windows with stride pool over its output.
+inline ConvShape check_conv2d_sigmoid_pool(const at::Tensor& input, const at::Tensor& weight,
+                                           const c10::optional<at::Tensor>& bias, int64_t padding, int64_t pool) {
+  check_conv2d(input, weight, bias, 1, padding);
+  const ConvShape s = conv_shape(input, weight, 1, padding);
+  TORCH_CHECK_VALUE(pool >= 1, "lenet_ext: pool must be >= 1, got ", pool);
+  TORCH_CHECK_VALUE(pool <= s.OH && pool <= s.OW, "lenet_ext: pool ", pool, " is larger than the convolution's output (",
+                    s.OH, ", ", s.OW, ")");
+  return s;
+}
+
+inline ConvShape check_conv2d_sigmoid_pool_backward(const at::Tensor& grad_pooled,
+                                                    const c10::optional<at::Tensor>& grad_activation,
+                                                    const at::Tensor& activation, const at::Tensor& input,
+                                                    const at::Tensor& weight, int64_t padding, int64_t pool) {
+  const ConvShape s = check_conv2d_sigmoid_pool(input, weight, c10::nullopt, padding, pool);
+  const std::array<int64_t, 4> out_size{s.N, s.O, s.OH, s.OW}, pooled_size{s.N, s.O, s.OH / pool, s.OW / pool};
+  check_like(grad_pooled, "grad_pooled", input, "input");
+  TORCH_CHECK_VALUE(grad_pooled.sizes() == at::IntArrayRef(pooled_size), "lenet_ext: grad_pooled must have shape ",
+                    at::IntArrayRef(pooled_size), ", got ", grad_pooled.sizes());
+  if (grad_activation.has_value()) {
+    check_like(*grad_activation, "grad_activation", input, "input");
+    TORCH_CHECK_VALUE(grad_activation->sizes() == at::IntArrayRef(out_size),
+                      "lenet_ext: grad_activation must have shape ", at::IntArrayRef(out_size), ", got ",
+                      grad_activation->sizes());
+  }
+  check_like(activation, "activation", input, "input");
+  TORCH_CHECK_VALUE(activation.sizes() == at::IntArrayRef(out_size), "lenet_ext: activation must have shape ",
+                    at::IntArrayRef(out_size), ", got ", activation.sizes());
+  return s;
+}
+
 inline PoolShape check_avg_pool2d_backward(const at::Tensor& grad_output, at::IntArrayRef input_size,
                                            int64_t kernel_size, int64_t stride) {
   check_floating(grad_output, "grad_output");

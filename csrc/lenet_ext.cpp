@@ -15,6 +15,16 @@ TORCH_LIBRARY(lenet_ext, m) {
       "conv2d_sigmoid_backward(Tensor grad_output, Tensor output, Tensor input, Tensor weight, "
       "int stride, int padding, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 
+  // The two in one pass, for a stride-1 convolution followed by pool x pool average pooling
+  // (stride pool): pooled = avg_pool2d(activation, pool), activation = sigmoid(conv2d(...)).
+  // Both are returned: the activation is what the backward needs (and what a study plots).
+  m.def(
+      "conv2d_sigmoid_pool(Tensor input, Tensor weight, Tensor? bias, int padding, int pool) -> "
+      "(Tensor pooled, Tensor activation)");
+  m.def(
+      "conv2d_sigmoid_pool_backward(Tensor grad_pooled, Tensor? grad_activation, Tensor activation, "
+      "Tensor input, Tensor weight, int padding, int pool, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
   // y = avg_pool2d(input, kernel_size, stride), no padding, floor mode
   m.def("avg_pool2d(Tensor input, int kernel_size, int stride) -> Tensor");
   m.def("avg_pool2d_backward(Tensor grad_output, SymInt[] input_size, int kernel_size, int stride) -> Tensor");

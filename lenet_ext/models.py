@@ -29,6 +29,16 @@ def _ext_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return ops.conv2d_sigmoid(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
 
 
+def _ext_conv_pool(conv: nn.Conv2d, x: Tensor):
+    """(activation, pooled): conv + sigmoid and the 2x2 average pool after it; one op on the CPU
+    (the fused op has no CUDA kernel yet: there, the two ops)."""
+    if x.device.type != "cpu":
+        activation = _ext_conv(conv, x)
+        return activation, ops.avg_pool2d(activation, 2)
+    pooled, activation = ops.conv2d_sigmoid_pool(x, conv.weight, conv.bias, conv.padding[0], 2)
+    return activation, pooled
+
+
 def _ext_linear(layer: nn.Linear, x: Tensor, sigmoid: bool) -> Tensor:
     return ops.linear(x, layer.weight, layer.bias, sigmoid)
 
@@ -37,15 +47,20 @@ def _torch_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return torch.sigmoid(conv(x))
 
 
+def _torch_conv_pool(conv: nn.Conv2d, x: Tensor):
+    activation = torch.sigmoid(conv(x))
+    return activation, F.avg_pool2d(activation, 2)
+
+
 def _torch_linear(layer: nn.Linear, x: Tensor, sigmoid: bool) -> Tensor:
     y = layer(x)
     return torch.sigmoid(y) if sigmoid else y
 
 
-# impl -> (conv + sigmoid, 2x2 average pool, linear [+ sigmoid])
+# impl -> (conv + sigmoid, conv + sigmoid then 2x2 average pool, linear [+ sigmoid])
 _FUNCTIONS = {
-    "ext": (_ext_conv, lambda x: ops.avg_pool2d(x, 2), _ext_linear),
-    "torch": (_torch_conv, lambda x: F.avg_pool2d(x, 2), _torch_linear),
+    "ext": (_ext_conv, _ext_conv_pool, _ext_linear),
+    "torch": (_torch_conv, _torch_conv_pool, _torch_linear),
 }
 
 
@@ -83,14 +98,12 @@ class LeNet5(nn.Module):
     def _layers(self, images: Tensor, until: str = "logits"):
         """Yields (name, output) for each layer in order, stopping after `until`."""
         check_images(images)
-        conv, pool, linear = _FUNCTIONS[self.impl]
-        x = conv(self.c1, images)
-        yield "c1", x
-        x = pool(x)
+        conv, conv_pool, linear = _FUNCTIONS[self.impl]
+        activation, x = conv_pool(self.c1, images)
+        yield "c1", activation
         yield "s2", x
-        x = conv(self.c3, x)
-        yield "c3", x
-        x = pool(x)
+        activation, x = conv_pool(self.c3, x)
+        yield "c3", activation
         yield "s4", x
         x = conv(self.c5, x)
         yield "c5", x

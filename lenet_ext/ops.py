@@ -3,6 +3,8 @@ for torch.compile, and autograd formulas that call our explicit backward ops.
 
     conv2d_sigmoid(x, weight, bias, stride, padding) == sigmoid(F.conv2d(x, weight, bias, stride, padding))
     avg_pool2d(x, kernel_size, stride)               == F.avg_pool2d(x, kernel_size, stride)
+    conv2d_sigmoid_pool(x, weight, bias, padding, pool)
+        == (avg_pool2d(a, pool), a) with a = conv2d_sigmoid(x, weight, bias, 1, padding), in one pass
     linear(x, weight, bias, sigmoid)                 == F.linear(x, weight, bias), then sigmoid if asked
     lenet5_forward(images, params)                   == LeNet-5's forward, all layers in one op
                                                         (CPU, inference only: no autograd)
@@ -12,14 +14,14 @@ kernels below while torch.compile traces: TypeError for a wrong dtype or a
 non-int hyperparameter, ValueError for wrong shapes, values or devices.
 Double backward is not supported.
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 _ops = torch.ops.lenet_ext
 
-__all__ = ["conv2d_sigmoid", "avg_pool2d", "linear", "lenet5_forward"]
+__all__ = ["conv2d_sigmoid", "avg_pool2d", "conv2d_sigmoid_pool", "linear", "lenet5_forward"]
 
 # lenet5_forward's parameters, in its schema's order.
 LENET5_PARAMS = ("c1.weight", "c1.bias", "c3.weight", "c3.bias", "c5.weight", "c5.bias", "f6.weight", "f6.bias",
@@ -36,6 +38,14 @@ def conv2d_sigmoid(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, str
                    padding: int = 0) -> Tensor:
     """sigmoid(conv2d(x, weight, bias)) in one pass. x (N, C, H, W), weight (O, C, kH, kW), bias (O,) or None."""
     return _ops.conv2d_sigmoid.default(x, weight, bias, _as_int(stride, "stride"), _as_int(padding, "padding"))
+
+
+def conv2d_sigmoid_pool(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, padding: int = 0,
+                        pool: int = 2) -> Tuple[Tensor, Tensor]:
+    """A stride-1 conv2d_sigmoid followed by pool x pool average pooling (stride pool, floor mode),
+    in one pass: returns (pooled, activation), activation being the conv2d_sigmoid output.
+    CPU only for now (on CUDA, compose conv2d_sigmoid and avg_pool2d)."""
+    return _ops.conv2d_sigmoid_pool.default(x, weight, bias, _as_int(padding, "padding"), _as_int(pool, "pool"))
 
 
 def avg_pool2d(x: Tensor, kernel_size: int = 2, stride: Optional[int] = None) -> Tensor:
@@ -113,6 +123,21 @@ def _pool_out_shape(x: Sequence, kernel_size: int, stride: int):
     torch._check_value(h >= kernel_size and w >= kernel_size,
                        lambda: f"lenet_ext: kernel_size {kernel_size} is larger than the input ({h}, {w})")
     return (n, c, (h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1)
+
+
+@torch.library.register_fake("lenet_ext::conv2d_sigmoid_pool")
+def _conv2d_sigmoid_pool_fake(x, weight, bias, padding, pool):
+    shape = _conv_out_shape(x, weight, bias, 1, padding)
+    torch._check_value(1 <= pool <= min(shape[2], shape[3]),
+                       lambda: f"lenet_ext: pool {pool} must be >= 1 and fit the convolution's output {shape[2:]}")
+    return x.new_empty((shape[0], shape[1], shape[2] // pool, shape[3] // pool)), x.new_empty(shape)
+
+
+@torch.library.register_fake("lenet_ext::conv2d_sigmoid_pool_backward")
+def _conv2d_sigmoid_pool_backward_fake(grad_pooled, grad_activation, activation, x, weight, padding, pool,
+                                       output_mask):
+    _conv_out_shape(x, weight, None, 1, padding)
+    return _masked_grads(x, weight, weight.shape[0], output_mask)
 
 
 @torch.library.register_fake("lenet_ext::avg_pool2d")
@@ -207,6 +232,24 @@ def _conv2d_sigmoid_backward(ctx, grad_output):
     return (*_as_optional(grads, mask), None, None)
 
 
+def _conv2d_sigmoid_pool_setup(ctx, inputs, output):
+    x, weight, bias, padding, pool = inputs
+    ctx.save_for_backward(x, weight, output[1])
+    ctx.padding, ctx.pool, ctx.has_bias = padding, pool, bias is not None
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for an activation nobody used
+
+
+def _conv2d_sigmoid_pool_backward(ctx, grad_pooled, grad_activation):
+    x, weight, activation = ctx.saved_tensors
+    mask = _needed(ctx, ctx.has_bias)
+    if grad_pooled is None:
+        grad_pooled = activation.new_zeros((*activation.shape[:2], activation.shape[2] // ctx.pool,
+                                            activation.shape[3] // ctx.pool))
+    grads = _ops.conv2d_sigmoid_pool_backward.default(grad_pooled, grad_activation, activation, x, weight,
+                                                      ctx.padding, ctx.pool, mask)
+    return (*_as_optional(grads, mask), None, None)
+
+
 def _avg_pool2d_setup(ctx, inputs, output):
     x, kernel_size, stride = inputs
     ctx.input_size, ctx.kernel_size, ctx.stride = x.shape, kernel_size, stride
@@ -233,5 +276,7 @@ def _linear_backward(ctx, grad_output):
 
 torch.library.register_autograd("lenet_ext::conv2d_sigmoid", _conv2d_sigmoid_backward,
                                 setup_context=_conv2d_sigmoid_setup)
+torch.library.register_autograd("lenet_ext::conv2d_sigmoid_pool", _conv2d_sigmoid_pool_backward,
+                                setup_context=_conv2d_sigmoid_pool_setup)
 torch.library.register_autograd("lenet_ext::avg_pool2d", _avg_pool2d_backward, setup_context=_avg_pool2d_setup)
 torch.library.register_autograd("lenet_ext::linear", _linear_backward, setup_context=_linear_setup)

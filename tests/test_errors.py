@@ -46,6 +46,19 @@ POOL = [
     ("half input", lambda: ops.avg_pool2d(x4(1, 3, 8, 8, dtype=torch.bfloat16), 2), TypeError, "float32 or float64"),
 ]
 
+CONV_POOL = [
+    ("pool 0", lambda: ops.conv2d_sigmoid_pool(x4(1, 3, 8, 8), x4(4, 3, 3, 3), None, 0, 0), ValueError,
+     "pool must be >= 1"),
+    ("pool too big", lambda: ops.conv2d_sigmoid_pool(x4(1, 3, 8, 8), x4(4, 3, 3, 3), None, 0, 7), ValueError,
+     "larger than the convolution's output"),
+    ("pool float", lambda: ops.conv2d_sigmoid_pool(x4(1, 3, 8, 8), x4(4, 3, 3, 3), None, 0, 2.0), TypeError,
+     "pool must be an int"),
+    ("conv-pool channels", lambda: ops.conv2d_sigmoid_pool(x4(1, 3, 8, 8), x4(4, 2, 3, 3)), ValueError, "channels"),
+    ("conv-pool grad shape", lambda: torch.ops.lenet_ext.conv2d_sigmoid_pool_backward(
+        x4(1, 4, 2, 2), None, x4(1, 4, 6, 6), x4(1, 3, 8, 8), x4(4, 3, 3, 3), 0, 2, [True, True, True]),
+     ValueError, "grad_pooled must have shape"),
+]
+
 LINEAR = [
     ("0-D input", lambda: ops.linear(torch.tensor(1.0), x4(3, 1)), ValueError, "input must have at least 1"),
     ("weight 1-D", lambda: ops.linear(x4(2, 5), x4(5)), ValueError, "weight must be 2-D"),
@@ -98,7 +111,7 @@ BACKWARD = [  # the explicit backward ops are public too
 ]
 
 
-@pytest.mark.parametrize("case", CONV + POOL + LINEAR + MODEL + BACKWARD, ids=lambda c: c[0])
+@pytest.mark.parametrize("case", CONV + POOL + CONV_POOL + LINEAR + MODEL + BACKWARD, ids=lambda c: c[0])
 def test_bad_input_raises(case):
     _, call, exc, words = case
     with pytest.raises(exc) as info:
@@ -115,3 +128,5 @@ def test_kernel_checks_match_fake_checks():
             ops.linear(x4(2, 5, device=device).half(), x4(3, 5, device=device).half())
         with pytest.raises(ValueError, match="larger than"):
             ops.avg_pool2d(x4(1, 3, 4, 4, device=device), 5)
+        with pytest.raises(ValueError, match="pool"):
+            ops.conv2d_sigmoid_pool(x4(1, 3, 8, 8, device=device), x4(4, 3, 3, 3, device=device), None, 0, 7)

@@ -258,7 +258,10 @@ def _opcheck_samples(device, requires_grad):
         (torch.ops.lenet_ext.avg_pool2d.default, (t(1, 3, 7, 7), 3, 2)),
         (torch.ops.lenet_ext.linear.default, (t(5, 12), t(3, 12), t(3), True)),
         (torch.ops.lenet_ext.linear.default, (t(2, 4, 12), t(3, 12), None, False)),
-    ]
+    ] + ([  # CPU only
+        (torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (t(3, 2, 9, 8), t(4, 2, 3, 3), t(4), 1, 2)),
+        (torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (t(2, 3, 11, 9), t(5, 3, 3, 3), None, 0, 3)),
+    ] if device == "cpu" else [])
 
 
 def _backward_samples(device):
@@ -274,7 +277,12 @@ def _backward_samples(device):
         (torch.ops.lenet_ext.avg_pool2d_backward.default, (torch.randn(3, 2, 4, 4, device=device), [3, 2, 9, 8], 2, 2)),
         (torch.ops.lenet_ext.linear_backward.default, (torch.randn_like(z), z, h, lw, True, [True, True, True])),
         (torch.ops.lenet_ext.linear_backward.default, (torch.randn_like(z), None, h, lw, False, [True, False, True])),
-    ]
+    ] + ([  # CPU only
+        (torch.ops.lenet_ext.conv2d_sigmoid_pool_backward.default,
+         (torch.randn(3, 4, 4, 4), torch.randn_like(y), y, x, w, 1, 2, [True, True, True])),
+        (torch.ops.lenet_ext.conv2d_sigmoid_pool_backward.default,
+         (torch.randn(3, 4, 4, 4), None, y, x, w, 1, 2, [True, False, True])),
+    ] if device == "cpu" else [])
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -295,6 +303,57 @@ def test_backward_ops_compute_only_what_is_asked():
     y = ops.conv2d_sigmoid(x, w, None, 1, 0)
     gx, gw, gb = torch.ops.lenet_ext.conv2d_sigmoid_backward(torch.randn_like(y), y, x, w, 1, 0, [False, True, False])
     assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
+
+
+# ----------------------------------------------------------------------------- conv + sigmoid + pool
+
+def _conv_pool_reference(x, w, b, padding, pool):
+    activation = torch.sigmoid(F.conv2d(x, w, b, 1, padding))
+    return F.avg_pool2d(activation, pool), activation
+
+
+# (N, C, H, W, O, K, padding, pool): LeNet's c1/s2 and c3/s4, odd sizes whose pooling drops a row and
+# a column (floor mode), pool 3, and pool 1 on a 1x1 output.
+CONV_POOL = [(4, 1, 28, 28, 6, 5, 2, 2), (3, 6, 14, 14, 16, 5, 0, 2), (2, 3, 11, 9, 4, 3, 1, 3),
+             (5, 2, 9, 8, 3, 2, 0, 2), (3, 16, 5, 5, 7, 5, 0, 1)]
+
+
+@pytest.mark.parametrize("case", CONV_POOL, ids=str)
+@pytest.mark.parametrize("which", ["both", "pooled", "activation"])
+def test_conv2d_sigmoid_pool_matches_torch(case, which):
+    """Forward and every gradient, with the gradient arriving through the pooled output, the
+    activation or both."""
+    n, c, h, w_, o, k, padding, pool = case
+    x = torch.randn(n, c, h, w_, requires_grad=True)
+    w = (torch.randn(o, c, k, k) / k).requires_grad_()
+    b = torch.randn(o, requires_grad=True)
+    pooled, activation = ops.conv2d_sigmoid_pool(x, w, b, padding, pool)
+    ref_pooled, ref_activation = _conv_pool_reference(x, w, b, padding, pool)
+    close(pooled, ref_pooled)
+    close(activation, ref_activation)
+    gp, ga = torch.randn_like(ref_pooled), torch.randn_like(ref_activation)
+
+    def loss(p, a):
+        return ((p * gp).sum() if which != "activation" else 0) + ((a * ga).sum() if which != "pooled" else 0)
+    for g, r in zip(torch.autograd.grad(loss(pooled, activation), (x, w, b)),
+                    torch.autograd.grad(loss(ref_pooled, ref_activation), (x, w, b))):
+        close(g, r)
+
+
+@pytest.mark.parametrize("case", [(2, 2, 8, 7, 3, 3, 1, 2), (2, 3, 7, 7, 2, 2, 0, 3)], ids=str)
+def test_conv2d_sigmoid_pool_gradcheck(case):
+    n, c, h, w_, o, k, padding, pool = case
+    args = [torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+            for shape in ((n, c, h, w_), (o, c, k, k), (o,))]
+    assert torch.autograd.gradcheck(lambda *a: ops.conv2d_sigmoid_pool(*a, padding, pool), args)
+
+
+def test_conv2d_sigmoid_pool_partial_grads_and_no_bias():
+    x, w = torch.randn(3, 6, 14, 14), torch.randn(16, 6, 5, 5, requires_grad=True)
+    pooled, _ = ops.conv2d_sigmoid_pool(x, w, None, 0, 2)
+    (gw,) = torch.autograd.grad(pooled.square().sum(), (w,))
+    ref, _ = _conv_pool_reference(x, w, None, 0, 2)
+    close(gw, torch.autograd.grad(ref.square().sum(), (w,))[0])
 
 
 # ----------------------------------------------------------------------------- CPU instruction sets

@@ -1,10 +1,14 @@
-// Fused convolution + sigmoid on the CPU: argument checks, allocation and the split of the
-// batch over threads. The arithmetic (im2col + products, vectorized sigmoid; the formulas) is
-// in kernels_impl.h, reached through kernels<T>() for the CPU's instruction set.
+// Fused convolution + sigmoid on the CPU, alone (conv2d_sigmoid) or followed by average pooling
+// (conv2d_sigmoid_pool): argument checks, allocation and the split of the batch over threads.
+// The arithmetic (products reading the input in place or through im2col, vectorized sigmoid,
+// pooling while the image's output is in cache; the formulas) is in kernels_impl.h, reached
+// through kernels<T>() for the CPU's instruction set.
 //
 // Forward   y[n, o, oh, ow] = sigmoid(b[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oh*s + i - p, ow*s + j - p])
-//           x (N, C, H, W), w (O, C, KH, KW), b (O,), y (N, O, OH, OW), OH = (H + 2p - KH) / s + 1.
-// Backward  g = dy * y * (1 - y) (sigmoid' from the saved output); db, dw, dx from g.
+//           x (N, C, H, W), w (O, C, KH, KW), b (O,), y (N, O, OH, OW), OH = (H + 2p - KH) / s + 1;
+//           pooled = avg_pool2d(y, pool) for conv2d_sigmoid_pool (stride 1).
+// Backward  g = (dy + the pooled output's gradient spread over its windows) * y * (1 - y);
+//           db, dw, dx from g.
 // Parallel over the batch: each thread owns a contiguous chunk of images, keeps private partial dw/db,
 // and the partials are added in chunk order (deterministic for a given thread count).
 #include <ATen/Dispatch.h>
@@ -24,37 +28,40 @@ namespace lenet_ext {
 namespace cpu {
 namespace {
 
-at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
-                              const c10::optional<at::Tensor>& bias, int64_t stride, int64_t padding) {
-  check_conv2d(input, weight, bias, stride, padding);
+// y (and pooled, when pool > 0) for checked arguments.
+std::tuple<at::Tensor, at::Tensor> forward(const ConvShape& s, const at::Tensor& input, const at::Tensor& weight,
+                                           const c10::optional<at::Tensor>& bias, int64_t pool) {
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-  const ConvShape s = conv_shape(x, w, stride, padding);
   at::Tensor y = at::empty({s.N, s.O, s.OH, s.OW}, x.options());
-  if (s.N == 0) return y;
+  at::Tensor pooled = pool > 0 ? at::empty({s.N, s.O, s.OH / pool, s.OW / pool}, x.options()) : at::Tensor();
+  if (s.N == 0) return {y, pooled};
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_cpu", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    scalar_t* pp = pool > 0 ? pooled.mutable_data_ptr<scalar_t>() : nullptr;
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(s.N, num_chunks(s.N), [&](int64_t, int64_t n0, int64_t n1) {
       Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
-      k.conv_forward(s, xp, wp, bp, yp, n0, n1, scratch.data());
+      k.conv_forward(s, xp, wp, bp, yp, n0, n1, scratch.data(), pool, pp);
     });
   });
-  return y;
+  return {y, pooled};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& input, const at::Tensor& weight,
-    int64_t stride, int64_t padding, std::array<bool, 3> output_mask) {
-  const ConvShape s = check_conv2d_backward(grad_output, output, input, weight, stride, padding);
+// (gx, gw, gb) for checked arguments; the gradient reaching y is grad_y (if defined) plus
+// grad_pooled spread over its windows (if defined).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, const at::Tensor& grad_y,
+                                                        const at::Tensor& grad_pooled, int64_t pool,
+                                                        const at::Tensor& output, const at::Tensor& input,
+                                                        const at::Tensor& weight, std::array<bool, 3> output_mask) {
   const auto [need_input, need_weight, need_bias] = output_mask;
-
-  const at::Tensor gy = grad_output.contiguous();
+  const at::Tensor gy = grad_y.defined() ? grad_y.contiguous() : at::Tensor();
+  const at::Tensor gp = grad_pooled.defined() ? grad_pooled.contiguous() : at::Tensor();
   const at::Tensor y = output.contiguous();
   const at::Tensor x = input.contiguous();
   const at::Tensor w = weight.contiguous();
@@ -63,7 +70,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_backward_cpu", [&] {
-    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const scalar_t* gyp = gy.defined() ? gy.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* gpp = gp.defined() ? gp.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* yp = y.const_data_ptr<scalar_t>();
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
@@ -77,8 +85,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
     parallel_chunks(s.N, chunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
       scalar_t* pw = partial.data() + chunk * part_size;
       Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
-      k.conv_backward(s, gyp, yp, xp, wp, gxp, need_weight ? pw : nullptr, need_bias ? pw + s.O * K : nullptr,
-                      n0, n1, scratch.data());
+      k.conv_backward(s, gyp, gpp, pool, yp, xp, wp, gxp, need_weight ? pw : nullptr,
+                      need_bias ? pw + s.O * K : nullptr, n0, n1, scratch.data());
     });
 
     if (need_weight || need_bias) {
@@ -89,11 +97,44 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
   return {gx, gw, gb};
 }
 
+at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
+                              const c10::optional<at::Tensor>& bias, int64_t stride, int64_t padding) {
+  check_conv2d(input, weight, bias, stride, padding);
+  return std::get<0>(forward(conv_shape(input, weight, stride, padding), input, weight, bias, /*pool=*/0));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& input, const at::Tensor& weight,
+    int64_t stride, int64_t padding, std::array<bool, 3> output_mask) {
+  const ConvShape s = check_conv2d_backward(grad_output, output, input, weight, stride, padding);
+  return backward(s, grad_output, at::Tensor(), /*pool=*/0, output, input, weight, output_mask);
+}
+
+std::tuple<at::Tensor, at::Tensor> conv2d_sigmoid_pool_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                                           const c10::optional<at::Tensor>& bias, int64_t padding,
+                                                           int64_t pool) {
+  const ConvShape s = check_conv2d_sigmoid_pool(input, weight, bias, padding, pool);
+  auto [y, pooled] = forward(s, input, weight, bias, pool);
+  return {pooled, y};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cpu(
+    const at::Tensor& grad_pooled, const c10::optional<at::Tensor>& grad_activation, const at::Tensor& activation,
+    const at::Tensor& input, const at::Tensor& weight, int64_t padding, int64_t pool,
+    std::array<bool, 3> output_mask) {
+  const ConvShape s =
+      check_conv2d_sigmoid_pool_backward(grad_pooled, grad_activation, activation, input, weight, padding, pool);
+  return backward(s, grad_activation.has_value() ? *grad_activation : at::Tensor(), grad_pooled, pool, activation,
+                  input, weight, output_mask);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lenet_ext, CPU, m) {
   m.impl("conv2d_sigmoid", &conv2d_sigmoid_cpu);
   m.impl("conv2d_sigmoid_backward", &conv2d_sigmoid_backward_cpu);
+  m.impl("conv2d_sigmoid_pool", &conv2d_sigmoid_pool_cpu);
+  m.impl("conv2d_sigmoid_pool_backward", &conv2d_sigmoid_pool_backward_cpu);
 }
 
 }  // namespace cpu

@@ -216,7 +216,11 @@ inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t s
 template <typename T, int R, typename Rows>
 inline void axpy_rows(int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C, int64_t ldc,
                       bool accumulate) {
-  int64_t n = axpy_block<T, R, 2>(0, N, K, A, sm, sk, B, C, ldc, accumulate);
+  // 12 accumulators where they fit (R x V = 4 x 3 or 6 x 2): enough independent multiply-adds in
+  // flight to cover the FMA latency, with the loaded and broadcast operands in the other registers.
+  constexpr int V = R <= 4 ? 3 : 2;
+  int64_t n = axpy_block<T, R, V>(0, N, K, A, sm, sk, B, C, ldc, accumulate);
+  if constexpr (V == 3) n = axpy_block<T, R, 2>(n, N, K, A, sm, sk, B, C, ldc, accumulate);
   n = axpy_block<T, R, 1>(n, N, K, A, sm, sk, B, C, ldc, accumulate);
   for (; n < N; ++n) {
     for (int r = 0; r < R; ++r) {
@@ -231,6 +235,9 @@ template <typename T, typename Rows>
 inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C,
                       int64_t ldc, bool accumulate) {
   int64_t m = 0;
+  if (M % 6 == 0) {  // e.g. LeNet's c1 (6 channels): 6 rows at a time instead of 4 + 2
+    for (; m + 6 <= M; m += 6) axpy_rows<T, 6>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate);
+  }
   for (; m + 4 <= M; m += 4) axpy_rows<T, 4>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate);
   switch (M - m) {
     case 3: axpy_rows<T, 3>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate); break;

@@ -28,13 +28,16 @@ constexpr ConvShape kLeNetC3{1, 6, 14, 14, 16, 5, 5, 10, 10, 1, 0};
 
 template <typename T>
 struct CpuKernels {
-  // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1); scratch: conv_scratch_size(s, n1 - n0) values.
-  void (*conv_forward)(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
-                       T* scratch);
-  // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null);
+  // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1), and, when `pooled` is not null,
+  // pooled[n] = its average over pool x pool windows (stride pool, floor: (O, OH/pool, OW/pool)).
   // scratch: conv_scratch_size(s, n1 - n0) values.
-  void (*conv_backward)(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
-                        int64_t n0, int64_t n1, T* scratch);
+  void (*conv_forward)(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
+                       T* scratch, int64_t pool, T* pooled);
+  // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null). The gradient
+  // reaching y is gy (if not null) plus, if gpool is not null, gpool spread back over its pooling
+  // windows (pool x pool, divided by pool^2). scratch: conv_scratch_size(s, n1 - n0) values.
+  void (*conv_backward)(const ConvShape& s, const T* gy, const T* gpool, int64_t pool, const T* y, const T* x,
+                        const T* w, T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch);
   // A dense layer on `rows` rows: y = act(x w^T + b), x (rows, K), w (O, K), y (rows, O); b may be null.
   void (*dense_forward)(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
                         bool apply_sigmoid);

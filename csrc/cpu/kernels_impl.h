@@ -162,6 +162,45 @@ void dense_backward(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, 
   }
 }
 
+// Average over pool x pool windows (stride pool, floor mode) of O planes OH x OW.
+template <typename T>
+void avg_pool_planes(const T* y, T* out, int64_t O, int64_t OH, int64_t OW, int64_t pool) {
+  const int64_t PH = OH / pool, PW = OW / pool;
+  const T scale = T(1) / T(pool * pool);
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t ph = 0; ph < PH; ++ph)
+      for (int64_t pw = 0; pw < PW; ++pw) {
+        const T* win = y + (o * OH + ph * pool) * OW + pw * pool;
+        T acc = 0;
+        for (int64_t i = 0; i < pool; ++i)
+          for (int64_t j = 0; j < pool; ++j) acc += win[i * OW + j];
+        out[(o * PH + ph) * PW + pw] = acc * scale;
+      }
+}
+
+// The gradient reaching y[o, oh, ow] of one image: gy's, plus the pooled output's spread back
+// over its window (none for the rows and columns the floor-mode pooling dropped).
+template <typename T>
+struct Upstream {
+  const T* gy;     // (O, OH, OW) or null
+  const T* gpool;  // (O, OH / pool, OW / pool) or null
+  int64_t pool, OH, OW, PH, PW;
+  T scale;
+
+  Upstream(const ConvShape& s, const T* gy_, const T* gpool_, int64_t pool_)
+      : gy(gy_), gpool(gpool_), pool(pool_ > 0 ? pool_ : 1), OH(s.OH), OW(s.OW), PH(s.OH / pool), PW(s.OW / pool),
+        scale(T(1) / T(pool * pool)) {}
+
+  T operator()(int64_t o, int64_t oh, int64_t ow) const {
+    T v = gy ? gy[(o * OH + oh) * OW + ow] : T(0);
+    if (gpool) {
+      const int64_t ph = oh / pool, pw = ow / pool;
+      if (ph < PH && pw < PW) v += gpool[(o * PH + ph) * PW + pw] * scale;
+    }
+    return v;
+  }
+};
+
 // The stride-1 convolution without unrolling (ConvShape::wide()). With the input zero-padded to
 // xpad (C, Hp, Wp) and outputs computed at every one of Wp columns per row ("wide" outputs,
 // q = oh * Wp + ow), the input under tap (c, i, j) at output q is xpad[off(c, i, j) + q] with
@@ -201,8 +240,9 @@ void pad_image(const ConvShape& s, const T* x, T* xpad) {
 }
 
 template <typename T>
-__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
-                       T* scratch) {
+__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b,
+                                                          T* y, int64_t n0, int64_t n1, T* scratch, int64_t pool,
+                                                          T* pooled) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
   T* z = ws.rest;  // O x Pw
@@ -216,27 +256,29 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
         for (int64_t ow = 0; ow < s.OW; ++ow) yo[oh * s.OW + ow] = z[o * Pw + oh * Wp + ow];
       sigmoid_bias_inplace(yo, P, b ? b[o] : T(0));
     }
+    if (pooled) avg_pool_planes(yn, pooled + n * s.O * (s.OH / pool) * (s.OW / pool), s.O, s.OH, s.OW, pool);
   }
 }
 
 template <typename T>
-void conv_backward_wide(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
-                        int64_t n0, int64_t n1, T* scratch) {
+void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t pool, const T* y, const T* x,
+                        const T* w, T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), Hp = s.Hp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
   T* g = ws.rest;            // O x Pw, zero in the discarded columns
   T* dcol = g + s.O * Pw;    // K x Pw
   T* dxpad = dcol + K * Pw;  // padded_image()
   fill(g, s.O * Pw, T(0));
+  const int64_t pooled_plane = pool > 0 ? s.O * (s.OH / pool) * (s.OW / pool) : 0;
   for (int64_t n = n0; n < n1; ++n) {
-    const T* gyn = gy + n * s.O * P;
+    const Upstream<T> up(s, gy ? gy + n * s.O * P : nullptr, gpool ? gpool + n * pooled_plane : nullptr, pool);
     const T* yn = y + n * s.O * P;
     for (int64_t o = 0; o < s.O; ++o) {
       T acc = 0;
       for (int64_t oh = 0; oh < s.OH; ++oh)
         for (int64_t ow = 0; ow < s.OW; ++ow) {
           const int64_t q = o * P + oh * s.OW + ow;
-          const T v = gyn[q] * yn[q] * (T(1) - yn[q]);
+          const T v = up(o, oh, ow) * yn[q] * (T(1) - yn[q]);
           g[o * Pw + oh * Wp + ow] = v;
           acc += v;
         }
@@ -265,13 +307,15 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* y, const T* x,
 
 template <typename T>
 void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
-                  T* scratch) {
+                  T* scratch, int64_t pool, T* pooled) {
   const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W;
   if (s.whole_input()) {  // P = 1: the chunk's outputs (n, O) are a dense layer's
     dense_forward(n1 - n0, K, s.O, x + n0 * image, w, b, y + n0 * s.O, /*apply_sigmoid=*/true);
+    if (pooled)  // pool is 1 here: the pooled output is the output
+      for (int64_t i = n0 * s.O; i < n1 * s.O; ++i) pooled[i] = y[i];
     return;
   }
-  if (s.wide()) return conv_forward_wide(s, x, w, b, y, n0, n1, scratch);
+  if (s.wide()) return conv_forward_wide(s, x, w, b, y, n0, n1, scratch, pool, pooled);
   T* col = scratch;         // K x Pp
   T* out = col + K * Pp;    // O x Pp, when P is not a whole number of vectors
   for (int64_t n = n0; n < n1; ++n) {
@@ -284,34 +328,37 @@ void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, 
         for (int64_t q = 0; q < P; ++q) yn[o * P + q] = z[o * Pp + q];
       sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
     }
+    if (pooled) avg_pool_planes(yn, pooled + n * s.O * (s.OH / pool) * (s.OW / pool), s.O, s.OH, s.OW, pool);
   }
 }
 
 template <typename T>
-void conv_backward(const ConvShape& s, const T* gy, const T* y, const T* x, const T* w, T* gx, T* dw, T* db,
-                   int64_t n0, int64_t n1, T* scratch) {
+void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool, const T* y, const T* x, const T* w,
+                   T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch) {
   const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W, plane = s.O * P;
-  if (s.whole_input()) {  // P = 1: the backward of a dense layer over the chunk's rows
+  if (s.whole_input()) {  // P = 1 (and pool 1): the backward of a dense layer over the chunk's rows
     const int64_t rows = n1 - n0;
-    const T* gyc = gy + n0 * plane;
     const T* yc = y + n0 * plane;
     T* g = scratch;
-    for (int64_t i = 0; i < rows * s.O; ++i) g[i] = gyc[i] * yc[i] * (T(1) - yc[i]);
+    for (int64_t i = 0; i < rows * s.O; ++i) {
+      const T up = (gy ? gy[n0 * plane + i] : T(0)) + (gpool ? gpool[n0 * plane + i] : T(0));
+      g[i] = up * yc[i] * (T(1) - yc[i]);
+    }
     dense_backward(rows, K, s.O, g, x + n0 * image, w, gx ? gx + n0 * image : nullptr, dw, db);
     return;
   }
-  if (s.wide()) return conv_backward_wide(s, gy, y, x, w, gx, dw, db, n0, n1, scratch);
+  if (s.wide()) return conv_backward_wide(s, gy, gpool, pool, y, x, w, gx, dw, db, n0, n1, scratch);
   T* g = scratch;           // O x Pp, zero past P
   T* col = g + s.O * Pp;    // K x Pp
   T* dcol = col + K * Pp;   // K x Pp
+  const int64_t pooled_plane = pool > 0 ? s.O * (s.OH / pool) * (s.OW / pool) : 0;
   for (int64_t n = n0; n < n1; ++n) {
-    const T* gyn = gy + n * plane;
+    const Upstream<T> up(s, gy ? gy + n * plane : nullptr, gpool ? gpool + n * pooled_plane : nullptr, pool);
     const T* yn = y + n * plane;
     for (int64_t o = 0; o < s.O; ++o) {
       T* go = g + o * Pp;
-      const T* gyo = gyn + o * P;
       const T* yo = yn + o * P;
-      for (int64_t q = 0; q < P; ++q) go[q] = gyo[q] * yo[q] * (T(1) - yo[q]);
+      for (int64_t q = 0; q < P; ++q) go[q] = up(o, q / s.OW, q % s.OW) * yo[q] * (T(1) - yo[q]);
       fill(go + P, Pp - P, T(0));
       if (db) {
         T acc = 0;
@@ -364,9 +411,9 @@ void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0,
   T* h5 = s4 + rows * 400;           // rows x 120
   T* h6 = h5 + rows * 120;           // rows x 84
   for (int64_t n = n0; n < n1; ++n) {
-    conv_forward_wide(c1, x + n * 784, p.c1w, p.c1b, y1, 0, 1, conv_scratch);
+    conv_forward_wide(c1, x + n * 784, p.c1w, p.c1b, y1, 0, 1, conv_scratch, 0, static_cast<T*>(nullptr));
     pool2(y1, s2, 6, 28, 28);
-    conv_forward_wide(c3, s2, p.c3w, p.c3b, y3, 0, 1, conv_scratch);
+    conv_forward_wide(c3, s2, p.c3w, p.c3b, y3, 0, 1, conv_scratch, 0, static_cast<T*>(nullptr));
     pool2(y3, s4 + (n - n0) * 400, 16, 10, 10);
   }
   dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
