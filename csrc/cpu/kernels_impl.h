@@ -137,9 +137,34 @@ void col2im_acc(const ConvShape& s, const T* dcol, int64_t ld, T* dx) {
 
 // noinline, noclone (here and on conv_forward_wide): one copy serves every caller; lenet5_forward's
 // constant shapes would otherwise be folded into copies that GCC flags with bogus loop-count warnings.
+//
+// From 4 rows up, the weight is first transposed into (K, Op), Op = O rounded up to whole vectors
+// with zero columns, so that the product runs in the broadcast-and-accumulate form (12
+// accumulators, no horizontal sums) instead of O dot products per row; below 4 rows the
+// transpose would cost more than it saves.
 template <typename T>
 __attribute__((noinline, noclone)) void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w,
                                                       const T* b, T* y, bool apply_sigmoid) {
+  constexpr int L = kVecLen<T>;
+  if (rows >= 4) {
+    const int64_t Op = (O + L - 1) / L * L;
+    T* wt = new T[K * Op + rows * Op];  // operator new: a library call, no template instantiated here
+    T* z = wt + K * Op;
+    for (int64_t k = 0; k < K; ++k) {
+      T* row = wt + k * Op;
+      for (int64_t o = 0; o < O; ++o) row[o] = w[o * K + k];
+      for (int64_t o = O; o < Op; ++o) row[o] = T(0);
+    }
+    gemm_ab(rows, Op, K, x, K, wt, Op, z, Op, /*accumulate=*/false);
+    for (int64_t m = 0; m < rows; ++m) {
+      T* ym = y + m * O;
+      const T* zm = z + m * Op;
+      for (int64_t o = 0; o < O; ++o) ym[o] = zm[o] + (b ? b[o] : T(0));
+      if (apply_sigmoid) sigmoid_bias_inplace(ym, O, T(0));
+    }
+    delete[] wt;
+    return;
+  }
   gemm_abt(rows, O, K, x, K, w, K, y, O, /*accumulate=*/false);
   for (int64_t m = 0; m < rows; ++m) {
     T* ym = y + m * O;
@@ -167,6 +192,16 @@ template <typename T>
 void avg_pool_planes(const T* y, T* out, int64_t O, int64_t OH, int64_t OW, int64_t pool) {
   const int64_t PH = OH / pool, PW = OW / pool;
   const T scale = T(1) / T(pool * pool);
+  if (pool == 2) {  // LeNet's: the window unrolled (a generic 2 x 2 loop costs 5x more)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t ph = 0; ph < PH; ++ph) {
+        const T* r0 = y + (o * OH + 2 * ph) * OW;
+        const T* r1 = r0 + OW;
+        T* dst = out + (o * PH + ph) * PW;
+        for (int64_t pw = 0; pw < PW; ++pw) dst[pw] = (r0[2 * pw] + r0[2 * pw + 1] + r1[2 * pw] + r1[2 * pw + 1]) * scale;
+      }
+    return;
+  }
   for (int64_t o = 0; o < O; ++o)
     for (int64_t ph = 0; ph < PH; ++ph)
       for (int64_t pw = 0; pw < PW; ++pw) {
@@ -191,13 +226,46 @@ struct Upstream {
       : gy(gy_), gpool(gpool_), pool(pool_ > 0 ? pool_ : 1), OH(s.OH), OW(s.OW), PH(s.OH / pool), PW(s.OW / pool),
         scale(T(1) / T(pool * pool)) {}
 
-  T operator()(int64_t o, int64_t oh, int64_t ow) const {
-    T v = gy ? gy[(o * OH + oh) * OW + ow] : T(0);
-    if (gpool) {
-      const int64_t ph = oh / pool, pw = ow / pool;
-      if (ph < PH && pw < PW) v += gpool[(o * PH + ph) * PW + pw] * scale;
+  // g[ow] = (gradient reaching y[o, oh, ow]) * y * (1 - y) for one output row (y_row: its OW
+  // sigmoid outputs); returns the row's sum. Three simple loops, no division per element.
+  T row(int64_t o, int64_t oh, const T* y_row, T* g) const {
+    if (gy) {
+      const T* gy_row = gy + (o * OH + oh) * OW;
+      for (int64_t ow = 0; ow < OW; ++ow) g[ow] = gy_row[ow];
+    } else {
+      fill(g, OW, T(0));
     }
-    return v;
+    const int64_t ph = oh / pool;
+    if (gpool && ph < PH) {
+      const T* gp_row = gpool + (o * PH + ph) * PW;
+      if (pool == 2) {
+        for (int64_t pw = 0; pw < PW; ++pw) {
+          const T v = gp_row[pw] * scale;
+          g[2 * pw] += v;
+          g[2 * pw + 1] += v;
+        }
+      } else {
+        for (int64_t pw = 0; pw < PW; ++pw) {
+          const T v = gp_row[pw] * scale;
+          for (int64_t j = 0; j < pool; ++j) g[pw * pool + j] += v;
+        }
+      }
+    }
+    constexpr int L = kVecLen<T>;
+    Vec<T> vsum{};
+    int64_t ow = 0;
+    for (; ow + L <= OW; ow += L) {
+      const Vec<T> yv = load(y_row + ow);
+      const Vec<T> gv = load(g + ow) * (yv * (T(1) - yv));
+      store(g + ow, gv);
+      vsum += gv;
+    }
+    T sum = hsum<T>(vsum);
+    for (; ow < OW; ++ow) {
+      g[ow] *= y_row[ow] * (T(1) - y_row[ow]);
+      sum += g[ow];
+    }
+    return sum;
   }
 };
 
@@ -251,10 +319,12 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
     gemm_axpy(s.O, Pw, K, w, K, int64_t(1), OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
     T* yn = y + n * s.O * P;
     for (int64_t o = 0; o < s.O; ++o) {
+      // The sigmoid over whole vectors of the wide rows (the discarded columns too), then each
+      // row's OW values copied out.
+      T* zo = z + o * Pw;
+      sigmoid_bias_inplace(zo, Pw, b ? b[o] : T(0));
       T* yo = yn + o * P;
-      for (int64_t oh = 0; oh < s.OH; ++oh)
-        for (int64_t ow = 0; ow < s.OW; ++ow) yo[oh * s.OW + ow] = z[o * Pw + oh * Wp + ow];
-      sigmoid_bias_inplace(yo, P, b ? b[o] : T(0));
+      for (int64_t oh = 0; oh < s.OH; ++oh) __builtin_memcpy(yo + oh * s.OW, zo + oh * Wp, s.OW * sizeof(T));
     }
     if (pooled) avg_pool_planes(yn, pooled + n * s.O * (s.OH / pool) * (s.OW / pool), s.O, s.OH, s.OW, pool);
   }
@@ -275,13 +345,7 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
     const T* yn = y + n * s.O * P;
     for (int64_t o = 0; o < s.O; ++o) {
       T acc = 0;
-      for (int64_t oh = 0; oh < s.OH; ++oh)
-        for (int64_t ow = 0; ow < s.OW; ++ow) {
-          const int64_t q = o * P + oh * s.OW + ow;
-          const T v = up(o, oh, ow) * yn[q] * (T(1) - yn[q]);
-          g[o * Pw + oh * Wp + ow] = v;
-          acc += v;
-        }
+      for (int64_t oh = 0; oh < s.OH; ++oh) acc += up.row(o, oh, yn + o * P + oh * s.OW, g + o * Pw + oh * Wp);
       if (db) db[o] += acc;
     }
     if (dw || gx) pad_image(s, x + n * image, ws.xpad);
@@ -289,10 +353,11 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
     if (gx) {
       gemm_atb(K, Pw, s.O, w, K, g, Pw, dcol, Pw);
       fill(dxpad, s.padded_image(), T(0));
-      for (int64_t k = 0; k < K; ++k) {  // the adjoint of reading row k at off[k]
+      constexpr int L = kVecLen<T>;
+      for (int64_t k = 0; k < K; ++k) {  // the adjoint of reading row k at off[k]; Pw is whole vectors
         T* dst = dxpad + ws.off[k];
         const T* src = dcol + k * Pw;
-        for (int64_t q = 0; q < Pw; ++q) dst[q] += src[q];
+        for (int64_t q = 0; q < Pw; q += L) store(dst + q, load(dst + q) + load(src + q));
       }
       T* gxn = gx + n * image;
       for (int64_t c = 0; c < s.C; ++c)
@@ -358,13 +423,10 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
     for (int64_t o = 0; o < s.O; ++o) {
       T* go = g + o * Pp;
       const T* yo = yn + o * P;
-      for (int64_t q = 0; q < P; ++q) go[q] = up(o, q / s.OW, q % s.OW) * yo[q] * (T(1) - yo[q]);
+      T acc = 0;
+      for (int64_t oh = 0; oh < s.OH; ++oh) acc += up.row(o, oh, yo + oh * s.OW, go + oh * s.OW);
       fill(go + P, Pp - P, T(0));
-      if (db) {
-        T acc = 0;
-        for (int64_t q = 0; q < P; ++q) acc += go[q];
-        db[o] += acc;
-      }
+      if (db) db[o] += acc;
     }
     if (dw) {
       im2col(s, x + n * image, col, Pp);
@@ -377,20 +439,6 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
       col2im_acc(s, dcol, Pp, gxn);
     }
   }
-}
-
-// 2x2 average pooling, stride 2, of C planes H x W (H, W even) into C planes H/2 x W/2.
-template <typename T>
-void pool2(const T* x, T* y, int64_t C, int64_t H, int64_t W) {
-  const int64_t OH = H / 2, OW = W / 2;
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const T* r0 = x + (c * H + 2 * oh) * W;
-      const T* r1 = r0 + W;
-      T* out = y + (c * OH + oh) * OW;
-      for (int64_t ow = 0; ow < OW; ++ow)
-        out[ow] = (r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) * T(0.25);
-    }
 }
 
 // The whole LeNet-5 forward (inference) for images [n0, n1): each image goes through c1, s2, c3
@@ -412,9 +460,9 @@ void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0,
   T* h6 = h5 + rows * 120;           // rows x 84
   for (int64_t n = n0; n < n1; ++n) {
     conv_forward_wide(c1, x + n * 784, p.c1w, p.c1b, y1, 0, 1, conv_scratch, 0, static_cast<T*>(nullptr));
-    pool2(y1, s2, 6, 28, 28);
+    avg_pool_planes(y1, s2, 6, 28, 28, 2);
     conv_forward_wide(c3, s2, p.c3w, p.c3b, y3, 0, 1, conv_scratch, 0, static_cast<T*>(nullptr));
-    pool2(y3, s4 + (n - n0) * 400, 16, 10, 10);
+    avg_pool_planes(y3, s4 + (n - n0) * 400, 16, 10, 10, 2);
   }
   dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
   dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
