@@ -179,13 +179,33 @@ inline void gemm_abt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, c
   gemm_abt_rows(M, N, K, A, lda, StridedRows<T>{B, ldb}, C, ldc, accumulate);
 }
 
-// R rows of C: C[r, n] (+)= sum_k A(r, k) * B(k)[n], with A(r, k) = A[r * sm + k * sk] so that
-// one loop serves A and A transposed. Each block of R rows x V vectors of outputs stays in
-// registers for the whole k loop (C is read and written once per block), and each
+// The A operand of the broadcast form, read element by element: a strided matrix,
+// A(r, k) = p[r * sm + k * sk] (so one loop serves A and A transposed) ...
+template <typename T>
+struct StridedA {
+  const T* p;
+  int64_t sm, sk;
+  T operator()(int64_t r, int64_t k) const { return p[r * sm + k * sk]; }
+  StridedA from_row(int64_t m) const { return {p + m * sm, sm, sk}; }
+};
+
+// ... or A(r, k) = base[roff[r] + koff[k]]: an unrolled convolution input read in place, its
+// rows and columns at offsets (see conv_forward_channels in kernels_impl.h).
+template <typename T>
+struct OffsetA {
+  const T* base;
+  const int64_t* roff;
+  const int64_t* koff;
+  T operator()(int64_t r, int64_t k) const { return base[roff[r] + koff[k]]; }
+  OffsetA from_row(int64_t m) const { return {base, roff + m, koff}; }
+};
+
+// R rows of C: C[r, n] (+)= sum_k A(r, k) * B(k)[n]. Each block of R rows x V vectors of outputs
+// stays in registers for the whole k loop (C is read and written once per block), and each
 // broadcast A(r, k) is used for V vectors.
-template <typename T, int R, int V, typename Rows>
-inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C,
-                          int64_t ldc, bool accumulate) {
+template <typename T, int R, int V, typename AOp, typename Rows>
+inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const AOp& A, const Rows& B, T* C, int64_t ldc,
+                          bool accumulate) {
   constexpr int L = kVecLen<T>;
   for (; n + V * L <= N; n += V * L) {
     Vec<T> acc[R][V];
@@ -200,7 +220,7 @@ inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t s
       for (int v = 0; v < V; ++v) b[v] = load(bk + v * L);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const Vec<T> a = splat(A[r * sm + k * sk]);
+        const Vec<T> a = splat(A(r, k));
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) acc[r][v] += a * b[v];
       }
@@ -213,36 +233,38 @@ inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t s
   return n;
 }
 
-template <typename T, int R, typename Rows>
-inline void axpy_rows(int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C, int64_t ldc,
-                      bool accumulate) {
+template <typename T, int R, typename AOp, typename Rows>
+inline void axpy_rows(int64_t N, int64_t K, const AOp& A, const Rows& B, T* C, int64_t ldc, bool accumulate) {
   // 12 accumulators where they fit (R x V = 4 x 3 or 6 x 2): enough independent multiply-adds in
   // flight to cover the FMA latency, with the loaded and broadcast operands in the other registers.
   constexpr int V = R <= 4 ? 3 : 2;
-  int64_t n = axpy_block<T, R, V>(0, N, K, A, sm, sk, B, C, ldc, accumulate);
-  if constexpr (V == 3) n = axpy_block<T, R, 2>(n, N, K, A, sm, sk, B, C, ldc, accumulate);
-  n = axpy_block<T, R, 1>(n, N, K, A, sm, sk, B, C, ldc, accumulate);
+  int64_t n = axpy_block<T, R, V>(0, N, K, A, B, C, ldc, accumulate);
+  if constexpr (V == 3) n = axpy_block<T, R, 2>(n, N, K, A, B, C, ldc, accumulate);
+  n = axpy_block<T, R, 1>(n, N, K, A, B, C, ldc, accumulate);
   for (; n < N; ++n) {
     for (int r = 0; r < R; ++r) {
       T s = accumulate ? C[r * ldc + n] : T(0);
-      for (int64_t k = 0; k < K; ++k) s += A[r * sm + k * sk] * B[k][n];
+      for (int64_t k = 0; k < K; ++k) s += A(r, k) * B[k][n];
       C[r * ldc + n] = s;
     }
   }
 }
 
-template <typename T, typename Rows>
-inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const T* A, int64_t sm, int64_t sk, const Rows& B, T* C,
-                      int64_t ldc, bool accumulate) {
+// C (M x N) (+)= A (M x K, read through AOp) times B (K rows of N).
+template <typename T, typename AOp, typename Rows>
+inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const AOp& A, const Rows& B, T* C, int64_t ldc,
+                      bool accumulate) {
   int64_t m = 0;
-  if (M % 6 == 0) {  // e.g. LeNet's c1 (6 channels): 6 rows at a time instead of 4 + 2
-    for (; m + 6 <= M; m += 6) axpy_rows<T, 6>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate);
+  // 6 rows at a time where the rows are 6 (LeNet's c1 channels) or where fewer than 3 vectors
+  // span N (6 x 2 accumulators instead of 4 x 2), else 4 (x 3 vectors).
+  if (M % 6 == 0 || N < 3 * kVecLen<T>) {
+    for (; m + 6 <= M; m += 6) axpy_rows<T, 6>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate);
   }
-  for (; m + 4 <= M; m += 4) axpy_rows<T, 4>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate);
+  for (; m + 4 <= M; m += 4) axpy_rows<T, 4>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate);
   switch (M - m) {
-    case 3: axpy_rows<T, 3>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate); break;
-    case 2: axpy_rows<T, 2>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate); break;
-    case 1: axpy_rows<T, 1>(N, K, A + m * sm, sm, sk, B, C + m * ldc, ldc, accumulate); break;
+    case 3: axpy_rows<T, 3>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate); break;
+    case 2: axpy_rows<T, 2>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate); break;
+    case 1: axpy_rows<T, 1>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate); break;
     default: break;
   }
 }
@@ -252,21 +274,21 @@ inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const T* A, int64_t sm, i
 template <typename T>
 inline void gemm_ab(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                     int64_t ldc, bool accumulate) {
-  gemm_axpy(M, N, K, A, lda, int64_t(1), StridedRows<T>{B, ldb}, C, ldc, accumulate);
+  gemm_axpy(M, N, K, StridedA<T>{A, lda, 1}, StridedRows<T>{B, ldb}, C, ldc, accumulate);
 }
 
 // C[m, n] = sum_k A[k, m] * B[k, n]          A: (K, M), B: (K, N), C: (M, N).
 template <typename T>
 inline void gemm_atb(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                      int64_t ldc) {
-  gemm_axpy(M, N, K, A, int64_t(1), lda, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/false);
+  gemm_axpy(M, N, K, StridedA<T>{A, 1, lda}, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/false);
 }
 
 // C[m, n] += sum_k A[k, m] * B[k, n]         A: (K, M), B: (K, N), C: (M, N); always accumulates.
 template <typename T>
 inline void gemm_atb_acc(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
                          int64_t ldc) {
-  gemm_axpy(M, N, K, A, int64_t(1), lda, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/true);
+  gemm_axpy(M, N, K, StridedA<T>{A, 1, lda}, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/true);
 }
 
 }  // namespace LENET_EXT_ISA

@@ -56,9 +56,10 @@ struct CpuKernels {
 template <typename T>
 inline int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
   if (s.whole_input()) return rows * s.O;
-  if (s.wide()) {
-    const int64_t offsets = (s.K() * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
-    return offsets + 2 * s.padded_image() + (s.O + s.K()) * s.Pw();
+  if (s.wide()) {  // + the channel-vectorized form's transposed operands (kernels_impl.h)
+    const int64_t offsets =
+        ((s.K() + s.P()) * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
+    return offsets + 2 * s.padded_image() + (s.O + s.K()) * s.Pw() + 2 * s.K() * s.O + 2 * s.P() * s.O;
   }
   return (s.O + 2 * s.K()) * s.Pp();
 }

@@ -277,9 +277,10 @@ struct Upstream {
 // carry a zero gradient backward, so they add exact zeros.
 template <typename T>
 struct WideScratch {
-  int64_t* off;  // K tap offsets
-  T* xpad;       // padded_image()
-  T* rest;       // what follows
+  int64_t* off;   // K tap offsets
+  int64_t* qoff;  // P output offsets: oh * Wp + ow for q = oh * OW + ow
+  T* xpad;        // padded_image()
+  T* rest;        // what follows
 };
 
 template <typename T>
@@ -290,10 +291,13 @@ WideScratch<T> wide_scratch(const ConvShape& s, T* scratch) {
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < s.KH; ++i)
       for (int64_t j = 0; j < s.KW; ++j) off[k++] = (c * Hp + i) * Wp + j;
-  const int64_t offsets = (s.K() * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
+  int64_t* qoff = off + s.K();
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) qoff[oh * s.OW + ow] = oh * Wp + ow;
+  const int64_t offsets = ((s.K() + s.P()) * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
   T* xpad = scratch + offsets;
   fill(xpad, s.padded_image(), T(0));  // the border and tail stay zero; pad_image writes the interior
-  return {off, xpad, xpad + s.padded_image()};
+  return {off, qoff, xpad, xpad + s.padded_image()};
 }
 
 template <typename T>
@@ -313,10 +317,36 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
                                                           T* pooled) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
+  if (s.O % kVecLen<T> == 0) {
+    // Channel-vectorized (LeNet's c3: 16 channels, 2 vectors): out (P x O) = the unrolled input
+    // (P x K, read in place at qoff[q] + off[k]) times w^T (K x O). Only the P real outputs are
+    // computed (the wide rows would waste 40% on c3), and no horizontal sums.
+    T* wt = ws.rest;        // K x O
+    T* out = wt + K * s.O;  // P x O
+    for (int64_t o = 0; o < s.O; ++o)
+      for (int64_t k = 0; k < K; ++k) wt[k * s.O + o] = w[o * K + k];
+    for (int64_t n = n0; n < n1; ++n) {
+      pad_image(s, x + n * image, ws.xpad);
+      gemm_axpy(P, s.O, K, OffsetA<T>{ws.xpad, ws.qoff, ws.off}, StridedRows<T>{wt, s.O}, out, s.O,
+                /*accumulate=*/false);
+      // Bias and sigmoid on whole vectors of out (O is), then out^T into y.
+      if (b)
+        for (int64_t q = 0; q < P; ++q)
+          for (int64_t o = 0; o < s.O; ++o) out[q * s.O + o] += b[o];
+      sigmoid_bias_inplace(out, P * s.O, T(0));
+      T* yn = y + n * s.O * P;
+      for (int64_t o = 0; o < s.O; ++o) {
+        T* yo = yn + o * P;
+        for (int64_t q = 0; q < P; ++q) yo[q] = out[q * s.O + o];
+      }
+      if (pooled) avg_pool_planes(yn, pooled + n * s.O * (s.OH / pool) * (s.OW / pool), s.O, s.OH, s.OW, pool);
+    }
+    return;
+  }
   T* z = ws.rest;  // O x Pw
   for (int64_t n = n0; n < n1; ++n) {
     pad_image(s, x + n * image, ws.xpad);
-    gemm_axpy(s.O, Pw, K, w, K, int64_t(1), OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
+    gemm_axpy(s.O, Pw, K, StridedA<T>{w, K, 1}, OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
     T* yn = y + n * s.O * P;
     for (int64_t o = 0; o < s.O; ++o) {
       // The sigmoid over whole vectors of the wide rows (the discarded columns too), then each
@@ -338,6 +368,12 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
   T* g = ws.rest;            // O x Pw, zero in the discarded columns
   T* dcol = g + s.O * Pw;    // K x Pw
   T* dxpad = dcol + K * Pw;  // padded_image()
+  // The channel-vectorized weight gradient (see conv_forward_wide): dw^T (K x O) += the unrolled
+  // input (K x P, read in place) times g^T (P x O), accumulated over the chunk, added to dw at the end.
+  const bool channels = dw && s.O % kVecLen<T> == 0;
+  T* gt = dxpad + s.padded_image();  // P x O
+  T* dwt = gt + P * s.O;             // K x O
+  if (channels) fill(dwt, K * s.O, T(0));
   fill(g, s.O * Pw, T(0));
   const int64_t pooled_plane = pool > 0 ? s.O * (s.OH / pool) * (s.OW / pool) : 0;
   for (int64_t n = n0; n < n1; ++n) {
@@ -349,7 +385,14 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
       if (db) db[o] += acc;
     }
     if (dw || gx) pad_image(s, x + n * image, ws.xpad);
-    if (dw) gemm_abt_rows(s.O, K, Pw, g, Pw, OffsetRows<T>{ws.xpad, ws.off}, dw, K, /*accumulate=*/true);
+    if (channels) {
+      for (int64_t o = 0; o < s.O; ++o)
+        for (int64_t q = 0; q < P; ++q) gt[q * s.O + o] = g[o * Pw + ws.qoff[q]];
+      gemm_axpy(K, s.O, P, OffsetA<T>{ws.xpad, ws.off, ws.qoff}, StridedRows<T>{gt, s.O}, dwt, s.O,
+                /*accumulate=*/true);
+    } else if (dw) {
+      gemm_abt_rows(s.O, K, Pw, g, Pw, OffsetRows<T>{ws.xpad, ws.off}, dw, K, /*accumulate=*/true);
+    }
     if (gx) {
       gemm_atb(K, Pw, s.O, w, K, g, Pw, dcol, Pw);
       fill(dxpad, s.padded_image(), T(0));
@@ -368,6 +411,9 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
         }
     }
   }
+  if (channels)
+    for (int64_t o = 0; o < s.O; ++o)
+      for (int64_t k = 0; k < K; ++k) dw[o * K + k] += dwt[k * s.O + o];
 }
 
 template <typename T>
