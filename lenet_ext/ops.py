@@ -9,8 +9,8 @@ for torch.compile, and autograd formulas that call our explicit backward ops.
     lenet5_forward(images, params)                   == LeNet-5's forward, all layers in one op
                                                         (CPU, inference only: no autograd)
 
-Argument errors come from the kernels (C++) in eager mode and from the fake
-kernels below while torch.compile traces: TypeError for a wrong dtype or a
+Autograd is registered in C++ (csrc/autograd.cpp). Argument errors come from the kernels (C++)
+in eager mode and from the fake kernels below while torch.compile traces: TypeError for a wrong dtype or a
 non-int hyperparameter, ValueError for wrong shapes, values or devices.
 Double backward is not supported.
 """
@@ -205,78 +205,6 @@ def _masked_grads(x: Tensor, weight: Tensor, out_features, output_mask):
     return (grad(output_mask[0], x.shape), grad(output_mask[1], weight.shape), grad(output_mask[2], (out_features,)))
 
 
-# ---------------------------------------------------------------------------------------------
-# Autograd: save what the backward op needs (the sigmoid output, not the pre-activation),
-# ask it only for the gradients autograd needs.
-# ---------------------------------------------------------------------------------------------
-
-def _needed(ctx, has_bias: bool):
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    return [bool(need_x), bool(need_w), bool(need_b) and has_bias]
-
-
-def _as_optional(grads, mask):
-    return tuple(g if m else None for g, m in zip(grads, mask))
-
-
-def _conv2d_sigmoid_setup(ctx, inputs, output):
-    x, weight, bias, stride, padding = inputs
-    ctx.save_for_backward(x, weight, output)
-    ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
-
-
-def _conv2d_sigmoid_backward(ctx, grad_output):
-    x, weight, output = ctx.saved_tensors
-    mask = _needed(ctx, ctx.has_bias)
-    grads = _ops.conv2d_sigmoid_backward.default(grad_output, output, x, weight, ctx.stride, ctx.padding, mask)
-    return (*_as_optional(grads, mask), None, None)
-
-
-def _conv2d_sigmoid_pool_setup(ctx, inputs, output):
-    x, weight, bias, padding, pool = inputs
-    ctx.save_for_backward(x, weight, output[1])
-    ctx.padding, ctx.pool, ctx.has_bias = padding, pool, bias is not None
-    ctx.set_materialize_grads(False)  # no zero-filled gradient for an activation nobody used
-
-
-def _conv2d_sigmoid_pool_backward(ctx, grad_pooled, grad_activation):
-    x, weight, activation = ctx.saved_tensors
-    mask = _needed(ctx, ctx.has_bias)
-    if grad_pooled is None:
-        grad_pooled = activation.new_zeros((*activation.shape[:2], activation.shape[2] // ctx.pool,
-                                            activation.shape[3] // ctx.pool))
-    grads = _ops.conv2d_sigmoid_pool_backward.default(grad_pooled, grad_activation, activation, x, weight,
-                                                      ctx.padding, ctx.pool, mask)
-    return (*_as_optional(grads, mask), None, None)
-
-
-def _avg_pool2d_setup(ctx, inputs, output):
-    x, kernel_size, stride = inputs
-    ctx.input_size, ctx.kernel_size, ctx.stride = x.shape, kernel_size, stride
-
-
-def _avg_pool2d_backward(ctx, grad_output):
-    if not ctx.needs_input_grad[0]:
-        return None, None, None
-    return _ops.avg_pool2d_backward.default(grad_output, ctx.input_size, ctx.kernel_size, ctx.stride), None, None
-
-
-def _linear_setup(ctx, inputs, output):
-    x, weight, bias, sigmoid = inputs
-    ctx.save_for_backward(x, weight, output if sigmoid else None)
-    ctx.sigmoid, ctx.has_bias = sigmoid, bias is not None
-
-
-def _linear_backward(ctx, grad_output):
-    x, weight, output = ctx.saved_tensors
-    mask = _needed(ctx, ctx.has_bias)
-    grads = _ops.linear_backward.default(grad_output, output, x, weight, ctx.sigmoid, mask)
-    return (*_as_optional(grads, mask), None)
-
-
-torch.library.register_autograd("lenet_ext::conv2d_sigmoid", _conv2d_sigmoid_backward,
-                                setup_context=_conv2d_sigmoid_setup)
-torch.library.register_autograd("lenet_ext::conv2d_sigmoid_pool", _conv2d_sigmoid_pool_backward,
-                                setup_context=_conv2d_sigmoid_pool_setup)
-torch.library.register_autograd("lenet_ext::avg_pool2d", _avg_pool2d_backward, setup_context=_avg_pool2d_setup)
-torch.library.register_autograd("lenet_ext::linear", _linear_backward, setup_context=_linear_setup)
+# Autograd for every forward op is in C++ (csrc/autograd.cpp, the Autograd dispatch key): it saves
+# the sigmoid output, not the pre-activation, and asks the explicit backward ops only for the
+# gradients autograd needs. lenet5_forward has none: it is for inference.

@@ -156,12 +156,11 @@ __attribute__((noinline, noclone)) void dense_forward(int64_t rows, int64_t K, i
       for (int64_t o = O; o < Op; ++o) row[o] = T(0);
     }
     gemm_ab(rows, Op, K, x, K, wt, Op, z, Op, /*accumulate=*/false);
-    for (int64_t m = 0; m < rows; ++m) {
-      T* ym = y + m * O;
-      const T* zm = z + m * Op;
-      for (int64_t o = 0; o < O; ++o) ym[o] = zm[o] + (b ? b[o] : T(0));
-      if (apply_sigmoid) sigmoid_bias_inplace(ym, O, T(0));
-    }
+    if (b)
+      for (int64_t m = 0; m < rows; ++m)
+        for (int64_t o = 0; o < O; ++o) z[m * Op + o] += b[o];
+    if (apply_sigmoid) sigmoid_bias_inplace(z, rows * Op, T(0));  // whole vectors: no scalar tails
+    for (int64_t m = 0; m < rows; ++m) __builtin_memcpy(y + m * O, z + m * Op, O * sizeof(T));
     delete[] wt;
     return;
   }
@@ -182,8 +181,15 @@ void dense_backward(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, 
   if (dx) gemm_ab(rows, K, O, g, O, w, K, dx, K, /*accumulate=*/false);
   if (dw) gemm_atb_acc(O, K, rows, g, O, x, K, dw, K);
   if (db) {
-    for (int64_t m = 0; m < rows; ++m)
-      for (int64_t o = 0; o < O; ++o) db[o] += g[m * O + o];
+    constexpr int L = kVecLen<T>;
+    int64_t o = 0;
+    for (; o + L <= O; o += L) {
+      Vec<T> acc = load(db + o);
+      for (int64_t m = 0; m < rows; ++m) acc += load(g + m * O + o);
+      store(db + o, acc);
+    }
+    for (; o < O; ++o)
+      for (int64_t m = 0; m < rows; ++m) db[o] += g[m * O + o];
   }
 }
 

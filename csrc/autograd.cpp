@@ -1,0 +1,171 @@
+// Autograd for every forward op, in C++ (torch::autograd::Function, registered for the Autograd
+// dispatch key): the forward saves what the explicit backward op needs (the sigmoid output, never
+// the pre-activation), and the backward asks that op only for the gradients autograd needs
+// (output_mask). Both call the ops through the dispatcher, below autograd, so the CPU or CUDA
+// kernel runs by device and torch.compile traces the same ops through their fake kernels.
+// (Formulated in Python with torch.library.register_autograd this cost ~90 us per op call and
+// its backward, more than a small layer's arithmetic.)
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <array>
+#include <tuple>
+
+namespace lenet_ext {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using OptTensor = c10::optional<at::Tensor>;
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+c10::OperatorHandle op(const char* name) { return c10::Dispatcher::singleton().findSchemaOrThrow(name, ""); }
+
+// The mask of (input, weight, bias) gradients wanted; a bias that was not given has none.
+std::array<bool, 3> wanted(AutogradContext* ctx, bool has_bias) {
+  return {ctx->needs_input_grad(0), ctx->needs_input_grad(1), has_bias && ctx->needs_input_grad(2)};
+}
+
+at::Tensor or_undefined(const at::Tensor& t, bool wanted) { return wanted ? t : at::Tensor(); }
+
+struct ConvSigmoid : torch::autograd::Function<ConvSigmoid> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
+                            int64_t stride, int64_t padding) {
+    static const auto fwd = op("lenet_ext::conv2d_sigmoid").typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                                                              const OptTensor&, int64_t, int64_t)>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    at::Tensor y = fwd.call(x, w, b, stride, padding);
+    ctx->save_for_backward({x, w, y});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["has_bias"] = b.has_value() && b->defined();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    static const auto bwd = op("lenet_ext::conv2d_sigmoid_backward")
+                                .typed<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                             const at::Tensor&, int64_t, int64_t, std::array<bool, 3>)>();
+    const auto saved = ctx->get_saved_variables();
+    const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
+    auto [gx, gw, gb] = bwd.call(grad[0], saved[2], saved[0], saved[1], ctx->saved_data["stride"].toInt(),
+                                 ctx->saved_data["padding"].toInt(), mask);
+    return {or_undefined(gx, mask[0]), or_undefined(gw, mask[1]), or_undefined(gb, mask[2]), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+struct ConvSigmoidPool : torch::autograd::Function<ConvSigmoidPool> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
+                               int64_t padding, int64_t pool) {
+    static const auto fwd =
+        op("lenet_ext::conv2d_sigmoid_pool")
+            .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const OptTensor&,
+                                                      int64_t, int64_t)>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [pooled, activation] = fwd.call(x, w, b, padding, pool);
+    ctx->save_for_backward({x, w, activation});
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["pool"] = pool;
+    ctx->saved_data["has_bias"] = b.has_value() && b->defined();
+    ctx->set_materialize_grads(false);  // no zero-filled gradient for an output nobody used
+    return {pooled, activation};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    static const auto bwd = op("lenet_ext::conv2d_sigmoid_pool_backward")
+                                .typed<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&,
+                                             const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                                             std::array<bool, 3>)>();
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& activation = saved[2];
+    const int64_t pool = ctx->saved_data["pool"].toInt();
+    at::Tensor grad_pooled = grad[0];
+    if (!grad_pooled.defined())
+      grad_pooled = at::zeros({activation.size(0), activation.size(1), activation.size(2) / pool,
+                               activation.size(3) / pool}, activation.options());
+    const OptTensor grad_activation = grad[1].defined() ? OptTensor(grad[1]) : OptTensor();
+    const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
+    auto [gx, gw, gb] = bwd.call(grad_pooled, grad_activation, activation, saved[0], saved[1],
+                                 ctx->saved_data["padding"].toInt(), pool, mask);
+    return {or_undefined(gx, mask[0]), or_undefined(gw, mask[1]), or_undefined(gb, mask[2]), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+struct AvgPool : torch::autograd::Function<AvgPool> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t kernel_size, int64_t stride) {
+    static const auto fwd = op("lenet_ext::avg_pool2d").typed<at::Tensor(const at::Tensor&, int64_t, int64_t)>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->saved_data["input_size"] = x.sym_sizes().vec();
+    ctx->saved_data["kernel_size"] = kernel_size;
+    ctx->saved_data["stride"] = stride;
+    return fwd.call(x, kernel_size, stride);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    static const auto bwd = op("lenet_ext::avg_pool2d_backward")
+                                .typed<at::Tensor(const at::Tensor&, c10::SymIntArrayRef, int64_t, int64_t)>();
+    if (!ctx->needs_input_grad(0)) return {at::Tensor(), at::Tensor(), at::Tensor()};
+    const auto input_size = ctx->saved_data["input_size"].toSymIntVector();
+    return {bwd.call(grad[0], input_size, ctx->saved_data["kernel_size"].toInt(), ctx->saved_data["stride"].toInt()),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+struct Linear : torch::autograd::Function<Linear> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
+                            bool sigmoid) {
+    static const auto fwd = op("lenet_ext::linear")
+                                .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, bool)>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    at::Tensor y = fwd.call(x, w, b, sigmoid);
+    ctx->save_for_backward({x, w, sigmoid ? y : at::Tensor()});
+    ctx->saved_data["sigmoid"] = sigmoid;
+    ctx->saved_data["has_bias"] = b.has_value() && b->defined();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    static const auto bwd = op("lenet_ext::linear_backward")
+                                .typed<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&,
+                                             const at::Tensor&, bool, std::array<bool, 3>)>();
+    const auto saved = ctx->get_saved_variables();
+    const bool sigmoid = ctx->saved_data["sigmoid"].toBool();
+    const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
+    auto [gx, gw, gb] = bwd.call(grad[0], sigmoid ? OptTensor(saved[2]) : OptTensor(), saved[0], saved[1], sigmoid,
+                                 mask);
+    return {or_undefined(gx, mask[0]), or_undefined(gw, mask[1]), or_undefined(gb, mask[2]), at::Tensor()};
+  }
+};
+
+at::Tensor conv2d_sigmoid_autograd(const at::Tensor& x, const at::Tensor& w, const OptTensor& b, int64_t stride,
+                                   int64_t padding) {
+  return ConvSigmoid::apply(x, w, b, stride, padding);
+}
+
+std::tuple<at::Tensor, at::Tensor> conv2d_sigmoid_pool_autograd(const at::Tensor& x, const at::Tensor& w,
+                                                                const OptTensor& b, int64_t padding, int64_t pool) {
+  auto out = ConvSigmoidPool::apply(x, w, b, padding, pool);
+  return {out[0], out[1]};
+}
+
+at::Tensor avg_pool2d_autograd(const at::Tensor& x, int64_t kernel_size, int64_t stride) {
+  return AvgPool::apply(x, kernel_size, stride);
+}
+
+at::Tensor linear_autograd(const at::Tensor& x, const at::Tensor& w, const OptTensor& b, bool sigmoid) {
+  return Linear::apply(x, w, b, sigmoid);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lenet_ext, Autograd, m) {
+  m.impl("conv2d_sigmoid", &conv2d_sigmoid_autograd);
+  m.impl("conv2d_sigmoid_pool", &conv2d_sigmoid_pool_autograd);
+  m.impl("avg_pool2d", &avg_pool2d_autograd);
+  m.impl("linear", &linear_autograd);
+}
+
+}  // namespace lenet_ext
