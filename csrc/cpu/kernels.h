@@ -25,6 +25,7 @@ struct LeNet5Params {
 // LeNet-5's fixed layer shapes: (N, C, H, W, O, KH, KW, OH, OW, stride, pad), per image.
 constexpr ConvShape kLeNetC1{1, 1, 28, 28, 6, 5, 5, 28, 28, 1, 2};
 constexpr ConvShape kLeNetC3{1, 6, 14, 14, 16, 5, 5, 10, 10, 1, 0};
+constexpr int64_t kLeNetBlock = 8;  // images per block in the fused forward
 
 template <typename T>
 struct CpuKernels {
@@ -70,7 +71,7 @@ inline int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
 template <typename T>
 inline int64_t lenet5_scratch_size(int64_t rows) {
   const int64_t c1 = conv_scratch_size<T>(kLeNetC1, 1), c3 = conv_scratch_size<T>(kLeNetC3, 1);
-  return (c1 > c3 ? c1 : c3) + 6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10 + rows * (400 + 120 + 84);
+  return (c1 > c3 ? c1 : c3) + kLeNetBlock * (6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10) + rows * (400 + 120 + 84);
 }
 
 template <typename T>
