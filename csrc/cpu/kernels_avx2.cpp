@@ -13,14 +13,5 @@
 #pragma GCC optimize("fp-contract=fast")
 #define LENET_EXT_ISA avx2
 #define LENET_EXT_VEC_BYTES 32
-#include "kernels_impl.h"
-
-namespace lenet_ext {
-namespace cpu {
-namespace avx2 {
-template CpuKernels<float> make_kernels<float>();
-template CpuKernels<double> make_kernels<double>();
-}  // namespace avx2
-}  // namespace cpu
-}  // namespace lenet_ext
+#include "kernels_impl.h"  // instantiates lenet_ext::cpu::avx2::make_kernels<float, double>
 #endif

@@ -7,15 +7,10 @@
 
 #define LENET_EXT_ISA base
 #define LENET_EXT_VEC_BYTES 16
-#include "kernels_impl.h"
+#include "kernels_impl.h"  // instantiates lenet_ext::cpu::base::make_kernels<float, double>
 
 namespace lenet_ext {
 namespace cpu {
-namespace base {
-template CpuKernels<float> make_kernels<float>();
-template CpuKernels<double> make_kernels<double>();
-}  // namespace base
-
 namespace {
 
 bool cpu_has_avx2() {

@@ -528,6 +528,10 @@ CpuKernels<T> make_kernels() {
   return {&conv_forward<T>, &conv_backward<T>, &dense_forward<T>, &dense_backward<T>, &lenet5_forward<T>};
 }
 
+// The includer is one instruction set's translation unit: its tables are made here.
+template CpuKernels<float> make_kernels<float>();
+template CpuKernels<double> make_kernels<double>();
+
 }  // namespace LENET_EXT_ISA
 }  // namespace cpu
 }  // namespace lenet_ext
