@@ -27,7 +27,14 @@ std::array<bool, 3> wanted(AutogradContext* ctx, bool has_bias) {
   return {ctx->needs_input_grad(0), ctx->needs_input_grad(1), has_bias && ctx->needs_input_grad(2)};
 }
 
-at::Tensor or_undefined(const at::Tensor& t, bool wanted) { return wanted ? t : at::Tensor(); }
+// Autograd's gradient list: (input, weight, bias) as asked for, then none for the `extra`
+// non-tensor arguments.
+variable_list input_grads(const Grads& grads, std::array<bool, 3> mask, size_t extra) {
+  variable_list out{mask[0] ? std::get<0>(grads) : at::Tensor(), mask[1] ? std::get<1>(grads) : at::Tensor(),
+                    mask[2] ? std::get<2>(grads) : at::Tensor()};
+  out.resize(3 + extra);
+  return out;
+}
 
 struct ConvSigmoid : torch::autograd::Function<ConvSigmoid> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
@@ -49,10 +56,9 @@ struct ConvSigmoid : torch::autograd::Function<ConvSigmoid> {
                                              const at::Tensor&, int64_t, int64_t, std::array<bool, 3>)>();
     const auto saved = ctx->get_saved_variables();
     const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
-    auto [gx, gw, gb] = bwd.call(grad[0], saved[2], saved[0], saved[1], ctx->saved_data["stride"].toInt(),
-                                 ctx->saved_data["padding"].toInt(), mask);
-    return {or_undefined(gx, mask[0]), or_undefined(gw, mask[1]), or_undefined(gb, mask[2]), at::Tensor(),
-            at::Tensor()};
+    return input_grads(bwd.call(grad[0], saved[2], saved[0], saved[1], ctx->saved_data["stride"].toInt(),
+                                ctx->saved_data["padding"].toInt(), mask),
+                       mask, 2);
   }
 };
 
@@ -87,10 +93,9 @@ struct ConvSigmoidPool : torch::autograd::Function<ConvSigmoidPool> {
                                activation.size(3) / pool}, activation.options());
     const OptTensor grad_activation = grad[1].defined() ? OptTensor(grad[1]) : OptTensor();
     const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
-    auto [gx, gw, gb] = bwd.call(grad_pooled, grad_activation, activation, saved[0], saved[1],
-                                 ctx->saved_data["padding"].toInt(), pool, mask);
-    return {or_undefined(gx, mask[0]), or_undefined(gw, mask[1]), or_undefined(gb, mask[2]), at::Tensor(),
-            at::Tensor()};
+    return input_grads(bwd.call(grad_pooled, grad_activation, activation, saved[0], saved[1],
+                                ctx->saved_data["padding"].toInt(), pool, mask),
+                       mask, 2);
   }
 };
 
@@ -134,9 +139,9 @@ struct Linear : torch::autograd::Function<Linear> {
     const auto saved = ctx->get_saved_variables();
     const bool sigmoid = ctx->saved_data["sigmoid"].toBool();
     const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
-    auto [gx, gw, gb] = bwd.call(grad[0], sigmoid ? OptTensor(saved[2]) : OptTensor(), saved[0], saved[1], sigmoid,
-                                 mask);
-    return {or_undefined(gx, mask[0]), or_undefined(gw, mask[1]), or_undefined(gb, mask[2]), at::Tensor()};
+    return input_grads(bwd.call(grad[0], sigmoid ? OptTensor(saved[2]) : OptTensor(), saved[0], saved[1], sigmoid,
+                                mask),
+                       mask, 1);
   }
 };
 

@@ -92,12 +92,17 @@ inline void check_linear(const at::Tensor& input, const at::Tensor& weight, cons
   check_bias(bias, weight.size(0), input);
 }
 
+// `t` (named name) must match `ref` (named ref_name) in dtype and device and have the expected shape.
+inline void check_shaped(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name,
+                         at::IntArrayRef expected) {
+  check_like(t, name, ref, ref_name);
+  TORCH_CHECK_VALUE(t.sizes() == expected, "lenet_ext: ", name, " must have shape ", expected, ", got ", t.sizes());
+}
+
 // Backward ops are called by autograd with tensors it saved, but they are public
 // ops too: check what would otherwise index out of bounds.
 inline void check_grad_output(const at::Tensor& grad, const at::Tensor& ref, at::IntArrayRef expected) {
-  check_like(grad, "grad_output", ref, "input");
-  TORCH_CHECK_VALUE(
-      grad.sizes() == expected, "lenet_ext: grad_output must have shape ", expected, ", got ", grad.sizes());
+  check_shaped(grad, "grad_output", ref, "input", expected);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -136,9 +141,7 @@ inline PoolShape pool_shape(at::IntArrayRef input_size, int64_t kernel_size, int
 }
 
 inline void check_output(const at::Tensor& output, const at::Tensor& input, at::IntArrayRef expected) {
-  check_like(output, "output", input, "input");
-  TORCH_CHECK_VALUE(output.sizes() == expected, "lenet_ext: output must have shape ", expected, ", got ",
-                    output.sizes());
+  check_shaped(output, "output", input, "input", expected);
 }
 
 inline ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& output,
@@ -170,18 +173,9 @@ inline ConvShape check_conv2d_sigmoid_pool_backward(const at::Tensor& grad_poole
                                                     const at::Tensor& weight, int64_t padding, int64_t pool) {
   const ConvShape s = check_conv2d_sigmoid_pool(input, weight, c10::nullopt, padding, pool);
   const std::array<int64_t, 4> out_size{s.N, s.O, s.OH, s.OW}, pooled_size{s.N, s.O, s.OH / pool, s.OW / pool};
-  check_like(grad_pooled, "grad_pooled", input, "input");
-  TORCH_CHECK_VALUE(grad_pooled.sizes() == at::IntArrayRef(pooled_size), "lenet_ext: grad_pooled must have shape ",
-                    at::IntArrayRef(pooled_size), ", got ", grad_pooled.sizes());
-  if (grad_activation.has_value()) {
-    check_like(*grad_activation, "grad_activation", input, "input");
-    TORCH_CHECK_VALUE(grad_activation->sizes() == at::IntArrayRef(out_size),
-                      "lenet_ext: grad_activation must have shape ", at::IntArrayRef(out_size), ", got ",
-                      grad_activation->sizes());
-  }
-  check_like(activation, "activation", input, "input");
-  TORCH_CHECK_VALUE(activation.sizes() == at::IntArrayRef(out_size), "lenet_ext: activation must have shape ",
-                    at::IntArrayRef(out_size), ", got ", activation.sizes());
+  check_shaped(grad_pooled, "grad_pooled", input, "input", pooled_size);
+  if (grad_activation.has_value()) check_shaped(*grad_activation, "grad_activation", input, "input", out_size);
+  check_shaped(activation, "activation", input, "input", out_size);
   return s;
 }
 

@@ -22,6 +22,9 @@ struct ConvShape {
   constexpr int64_t Wp() const { return W + 2 * pad; }
   constexpr int64_t Pw() const { return (OH * Wp() + 7) / 8 * 8; }                // wide outputs per channel
   constexpr int64_t padded_image() const { return C * Hp() * Wp() + Wp() + 8; }  // covers every read of Pw from a tap
+
+  // Values per image after pool x pool average pooling of the output (stride pool, floor mode).
+  constexpr int64_t pooled_image(int64_t pool) const { return O * (OH / pool) * (OW / pool); }
   // The window covers the whole input with no padding (LeNet's c5): one output per image.
   constexpr bool whole_input() const { return pad == 0 && KH == H && KW == W; }
 };

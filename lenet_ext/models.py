@@ -57,6 +57,9 @@ def _torch_linear(layer: nn.Linear, x: Tensor, sigmoid: bool) -> Tensor:
     return torch.sigmoid(y) if sigmoid else y
 
 
+# (module, parameter) names of ops.lenet5_forward's parameters, in its order.
+_FUSED_PARAMS = tuple(tuple(name.split(".")) for name in ops.LENET5_PARAMS)
+
 # impl -> (conv + sigmoid, conv + sigmoid then 2x2 average pool, linear [+ sigmoid])
 _FUNCTIONS = {
     "ext": (_ext_conv, _ext_conv_pool, _ext_linear),
@@ -134,8 +137,7 @@ class LeNet5(nn.Module):
         """The parameters in ops.LENET5_PARAMS order (read from the module dicts directly: at batch 1,
         fifteen nn.Module.__getattr__ calls cost as much as a third of the arithmetic)."""
         mods = self._modules
-        return tuple(mods[layer]._parameters[kind] for layer in ("c1", "c3", "c5", "f6", "output")
-                     for kind in ("weight", "bias"))
+        return tuple(mods[layer]._parameters[kind] for layer, kind in _FUSED_PARAMS)
 
     def _fused_ok(self, images) -> bool:
         """CPU images and no gradient wanted. (Parameters on another device make the op raise, as

@@ -6,11 +6,8 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
-
 
 namespace lenet_ext {
 namespace cpu {

@@ -50,28 +50,40 @@ struct CpuKernels {
   void (*lenet5_forward)(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch);
 };
 
-// Scratch values of type T a chunk of `rows` images needs, forward or backward: the dense form
-// (P = 1) holds the chunk's (rows, O) gradient; the wide form (stride 1) the tap offsets, the
-// padded input and its gradient, g (O x Pw) and dcol (K x Pw); else (im2col) g (O x Pp), col and
-// dcol (K x Pp each).
+// Values of type T that hold the wide form's K tap and P output offsets (int64_t) at the start
+// of its scratch (wide_scratch in kernels_impl.h).
 template <typename T>
-inline int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
+constexpr int64_t wide_offsets_size(const ConvShape& s) {
+  return ((s.K() + s.P()) * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
+}
+
+// Scratch values of type T a chunk of `rows` images needs, forward or backward: the dense form
+// (P = 1) holds the chunk's (rows, O) gradient. The wide form (stride 1): the offsets and the
+// padded input, then backward g (O x Pw), dcol (K x Pw), the padded input's gradient and, for the
+// channel-vectorized weight gradient, g^T (P x O) and dw^T (K x O); forward needs less (z, O x Pw,
+// or w^T and the (P x O) output). Else (im2col): g (O x Pp), col and dcol (K x Pp each).
+template <typename T>
+constexpr int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
   if (s.whole_input()) return rows * s.O;
-  if (s.wide()) {  // + the channel-vectorized form's transposed operands (kernels_impl.h)
-    const int64_t offsets =
-        ((s.K() + s.P()) * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
-    return offsets + 2 * s.padded_image() + (s.O + s.K()) * s.Pw() + 2 * s.K() * s.O + 2 * s.P() * s.O;
-  }
+  if (s.wide())
+    return wide_offsets_size<T>(s) + 2 * s.padded_image() + (s.O + s.K()) * s.Pw() + (s.P() + s.K()) * s.O;
   return (s.O + 2 * s.K()) * s.Pp();
 }
 
-// Scratch values of type T the fused LeNet-5 forward needs for a chunk of `rows` images: one
-// convolution's scratch, c1's, s2's and c3's outputs for one image, and the chunk's s4, c5 and f6
-// outputs (the layout lenet5_forward in kernels_impl.h uses).
+// Scratch values of type T the fused LeNet-5 forward needs for a chunk of `rows` images: the
+// convolutions' scratch (lenet5_conv_scratch_size), c1's, s2's and c3's outputs for a block of
+// kLeNetBlock images, and the chunk's s4, c5 and f6 outputs (the layout lenet5_forward in
+// kernels_impl.h uses).
 template <typename T>
-inline int64_t lenet5_scratch_size(int64_t rows) {
+constexpr int64_t lenet5_conv_scratch_size() {
   const int64_t c1 = conv_scratch_size<T>(kLeNetC1, 1), c3 = conv_scratch_size<T>(kLeNetC3, 1);
-  return (c1 > c3 ? c1 : c3) + kLeNetBlock * (6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10) + rows * (400 + 120 + 84);
+  return c1 > c3 ? c1 : c3;
+}
+
+template <typename T>
+constexpr int64_t lenet5_scratch_size(int64_t rows) {
+  return lenet5_conv_scratch_size<T>() + kLeNetBlock * (6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10) +
+         rows * (400 + 120 + 84);
 }
 
 template <typename T>
@@ -80,8 +92,8 @@ const CpuKernels<T>& kernels();
 // "avx2" or "base": the table kernels<T>() returns in this process.
 const char* cpu_isa();
 
-// The tables of each instruction set (kernels_base.cpp, kernels_avx2.cpp); avx2 is null where
-// the build has no AVX2 code (non-x86 targets).
+// The tables of each instruction set (kernels_base.cpp, kernels_avx2.cpp); the avx2 one exists
+// only in x86-64 builds, and kernels<T>() asks for it only there.
 namespace base {
 template <typename T>
 CpuKernels<T> make_kernels();

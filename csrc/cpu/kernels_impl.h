@@ -5,10 +5,11 @@
 // possibly the AVX2 one, for the whole library. Hence the plain loops.
 //
 // Convolution  y[n, o, oh, ow] = sigmoid(b[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oh*s + i - p, ow*s + j - p])
-//   Per image, x is unrolled into columns (K = C*KH*KW rows, P = OH*OW columns): col[(c, i, j), q]
-//   is the input under tap (c, i, j) of output position q (zero in the padding); then
-//   y_n = sigmoid(w . col + b), w seen as (O, K), vectorized along q. When the window covers
-//   the whole unpadded input (LeNet's c5, P = 1) the layer is a dense one over the chunk's images.
+//   The unrolled input col[(c, i, j), q] (K = C*KH*KW rows, P = OH*OW columns) is the input under
+//   tap (c, i, j) of output position q (zero in the padding), and y_n = sigmoid(w . col + b), w
+//   seen as (O, K). Stride 1 reads col in place from the padded input (conv_forward_wide); other
+//   strides copy it out (im2col). When the window covers the whole unpadded input (LeNet's c5,
+//   P = 1) the layer is a dense one over the chunk's images.
 //   Backward: g = dy * y * (1 - y); db[o] += sum_q g[o, q]; dw[o, k] += sum_q g[o, q] col[k, q];
 //   dcol[k, q] = sum_o w[o, k] g[o, q], added back into dx (the adjoint of the unrolling).
 #pragma once
@@ -146,33 +147,29 @@ template <typename T>
 __attribute__((noinline, noclone)) void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w,
                                                       const T* b, T* y, bool apply_sigmoid) {
   constexpr int L = kVecLen<T>;
+  T* wt = nullptr;  // the broadcast form's w^T (K x ld) and z (rows x ld)
+  T* z = y;         // the product, rows ld apart
+  int64_t ld = O;
   if (rows >= 4) {
-    const int64_t Op = (O + L - 1) / L * L;
-    T* wt = new T[K * Op + rows * Op];  // operator new: a library call, no template instantiated here
-    T* z = wt + K * Op;
+    ld = (O + L - 1) / L * L;
+    wt = new T[K * ld + rows * ld];  // operator new: a library call, no template instantiated here
+    z = wt + K * ld;
     for (int64_t k = 0; k < K; ++k) {
-      T* row = wt + k * Op;
+      T* row = wt + k * ld;
       for (int64_t o = 0; o < O; ++o) row[o] = w[o * K + k];
-      for (int64_t o = O; o < Op; ++o) row[o] = T(0);
+      for (int64_t o = O; o < ld; ++o) row[o] = T(0);
     }
-    gemm_ab(rows, Op, K, x, K, wt, Op, z, Op, /*accumulate=*/false);
-    if (b)
-      for (int64_t m = 0; m < rows; ++m)
-        for (int64_t o = 0; o < O; ++o) z[m * Op + o] += b[o];
-    if (apply_sigmoid) sigmoid_bias_inplace(z, rows * Op, T(0));  // whole vectors: no scalar tails
-    for (int64_t m = 0; m < rows; ++m) __builtin_memcpy(y + m * O, z + m * Op, O * sizeof(T));
-    delete[] wt;
-    return;
+    gemm_ab(rows, ld, K, x, K, wt, ld, z, ld, /*accumulate=*/false);
+  } else {
+    gemm_abt(rows, O, K, x, K, w, K, y, O, /*accumulate=*/false);
   }
-  gemm_abt(rows, O, K, x, K, w, K, y, O, /*accumulate=*/false);
-  for (int64_t m = 0; m < rows; ++m) {
-    T* ym = y + m * O;
-    if (apply_sigmoid) {
-      for (int64_t o = 0; o < O; ++o) ym[o] += b ? b[o] : T(0);
-      sigmoid_bias_inplace(ym, O, T(0));
-    } else if (b) {
-      for (int64_t o = 0; o < O; ++o) ym[o] += b[o];
-    }
+  if (b)
+    for (int64_t m = 0; m < rows; ++m)
+      for (int64_t o = 0; o < O; ++o) z[m * ld + o] += b[o];
+  if (apply_sigmoid) sigmoid_bias_inplace(z, rows * ld, T(0));  // broadcast form: ld is whole vectors
+  if (wt) {
+    for (int64_t m = 0; m < rows; ++m) __builtin_memcpy(y + m * O, z + m * ld, O * sizeof(T));
+    delete[] wt;
   }
 }
 
@@ -300,8 +297,7 @@ WideScratch<T> wide_scratch(const ConvShape& s, T* scratch) {
   int64_t* qoff = off + s.K();
   for (int64_t oh = 0; oh < s.OH; ++oh)
     for (int64_t ow = 0; ow < s.OW; ++ow) qoff[oh * s.OW + ow] = oh * Wp + ow;
-  const int64_t offsets = ((s.K() + s.P()) * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
-  T* xpad = scratch + offsets;
+  T* xpad = scratch + wide_offsets_size<T>(s);
   fill(xpad, s.padded_image(), T(0));  // the border and tail stay zero; pad_image writes the interior
   return {off, qoff, xpad, xpad + s.padded_image()};
 }
@@ -345,7 +341,7 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
         T* yo = yn + o * P;
         for (int64_t q = 0; q < P; ++q) yo[q] = out[q * s.O + o];
       }
-      if (pooled) avg_pool_planes(yn, pooled + n * s.O * (s.OH / pool) * (s.OW / pool), s.O, s.OH, s.OW, pool);
+      if (pooled) avg_pool_planes(yn, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
     }
     return;
   }
@@ -362,7 +358,7 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
       T* yo = yn + o * P;
       for (int64_t oh = 0; oh < s.OH; ++oh) __builtin_memcpy(yo + oh * s.OW, zo + oh * Wp, s.OW * sizeof(T));
     }
-    if (pooled) avg_pool_planes(yn, pooled + n * s.O * (s.OH / pool) * (s.OW / pool), s.O, s.OH, s.OW, pool);
+    if (pooled) avg_pool_planes(yn, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
   }
 }
 
@@ -381,7 +377,7 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
   T* dwt = gt + P * s.O;             // K x O
   if (channels) fill(dwt, K * s.O, T(0));
   fill(g, s.O * Pw, T(0));
-  const int64_t pooled_plane = pool > 0 ? s.O * (s.OH / pool) * (s.OW / pool) : 0;
+  const int64_t pooled_plane = pool > 0 ? s.pooled_image(pool) : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const Upstream<T> up(s, gy ? gy + n * s.O * P : nullptr, gpool ? gpool + n * pooled_plane : nullptr, pool);
     const T* yn = y + n * s.O * P;
@@ -445,7 +441,7 @@ void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, 
         for (int64_t q = 0; q < P; ++q) yn[o * P + q] = z[o * Pp + q];
       sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
     }
-    if (pooled) avg_pool_planes(yn, pooled + n * s.O * (s.OH / pool) * (s.OW / pool), s.O, s.OH, s.OW, pool);
+    if (pooled) avg_pool_planes(yn, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
   }
 }
 
@@ -468,7 +464,7 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
   T* g = scratch;           // O x Pp, zero past P
   T* col = g + s.O * Pp;    // K x Pp
   T* dcol = col + K * Pp;   // K x Pp
-  const int64_t pooled_plane = pool > 0 ? s.O * (s.OH / pool) * (s.OW / pool) : 0;
+  const int64_t pooled_plane = pool > 0 ? s.pooled_image(pool) : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const Upstream<T> up(s, gy ? gy + n * plane : nullptr, gpool ? gpool + n * pooled_plane : nullptr, pool);
     const T* yn = y + n * plane;
@@ -493,19 +489,18 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
   }
 }
 
-// The whole LeNet-5 forward (inference) for images [n0, n1): each image goes through c1, s2, c3
-// and s4 in buffers that stay in the L1/L2 cache, its 400 s4 values land in a row of the chunk's
-// (rows, 400) matrix, and c5, f6 and the output layer run as dense layers over the chunk's rows.
+// The whole LeNet-5 forward (inference) for images [n0, n1): blocks of kLeNetBlock images go
+// through c1+s2 and c3+s4 (each convolution pooling as it goes) in buffers that stay in the L2
+// cache, each image's 400 s4 values land in a row of the chunk's (rows, 400) matrix, and c5, f6
+// and the output layer run as dense layers over the chunk's rows.
 // The same arithmetic as the separate ops, without their allocations, dispatch and memory traffic.
 template <typename T>
 void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch) {
   constexpr ConvShape c1 = kLeNetC1, c3 = kLeNetC3;
   const int64_t rows = n1 - n0;
   T* conv_scratch = scratch;
-  const int64_t conv_size = conv_scratch_size<T>(c1, 1) > conv_scratch_size<T>(c3, 1) ? conv_scratch_size<T>(c1, 1)
-                                                                                      : conv_scratch_size<T>(c3, 1);
   constexpr int64_t B = kLeNetBlock;
-  T* y1 = conv_scratch + conv_size;  // B x 6 x 28 x 28
+  T* y1 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 28 x 28
   T* s2 = y1 + B * 6 * 28 * 28;      // B x 6 x 14 x 14
   T* y3 = s2 + B * 6 * 14 * 14;      // B x 16 x 10 x 10
   T* s4 = y3 + B * 16 * 10 * 10;     // rows x 400

@@ -17,9 +17,7 @@ namespace cpu {
 namespace {
 
 void check_param(const at::Tensor& t, const char* name, const at::Tensor& images, std::vector<int64_t> shape) {
-  check_like(t, name, images, "images");
-  TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(shape), "lenet_ext: ", name, " must have shape ",
-                    at::IntArrayRef(shape), " (LeNet-5), got ", t.sizes());
+  check_shaped(t, name, images, "images", shape);  // LeNet-5's shape
 }
 
 at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, const at::Tensor& c1b,
