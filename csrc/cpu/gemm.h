@@ -52,9 +52,11 @@ inline void store(T* p, const Vec<T>& v) {
   *reinterpret_cast<Vec<T>*>(p) = v;
 }
 
+// x in every lane. (Not Vec<T>{} + x: 0 + x is not x for x = -0, so GCC keeps that add, and the
+// broadcast then runs on the FP pipes instead of being folded into a load.)
 template <typename T>
 inline Vec<T> splat(T x) {
-  return Vec<T>{} + x;
+  return x - Vec<T>{};
 }
 
 template <typename T>
