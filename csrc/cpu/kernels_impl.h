@@ -216,6 +216,21 @@ void avg_pool_planes(const T* y, T* out, int64_t O, int64_t OH, int64_t OW, int6
       }
 }
 
+// (p[0], p[0], p[1], p[1], ...): the first L/2 values at p, each twice (a 2 x 2 window's
+// gradient spread over its two columns); GCC makes it one load and two in-register permutes.
+template <typename T>
+inline Vec<T> load_pairs(const T* p) {
+  constexpr int L = kVecLen<T>;
+  if constexpr (L == 8) return Vec<T>{p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3]};
+  else if constexpr (L == 4) return Vec<T>{p[0], p[0], p[1], p[1]};
+  else if constexpr (L == 2) return Vec<T>{p[0], p[0]};
+  else {
+    Vec<T> v{};
+    for (int l = 0; l < L; ++l) v[l] = p[l / 2];
+    return v;
+  }
+}
+
 // The gradient reaching y[o, oh, ow] of one image: gy's, plus the pooled output's spread back
 // over its window (none for the rows and columns the floor-mode pooling dropped).
 template <typename T>
@@ -230,42 +245,32 @@ struct Upstream {
         scale(T(1) / T(pool * pool)) {}
 
   // g[ow] = (gradient reaching y[o, oh, ow]) * y * (1 - y) for one output row (y_row: its OW
-  // sigmoid outputs); returns the row's sum. Three simple loops, no division per element.
+  // sigmoid outputs); returns the row's sum. One pass: each vector of g is formed in registers
+  // (LeNet's 2 x 2 windows: the pooled gradient's values loaded in pairs) and stored once. (Writing
+  // g in scalar steps and reading it back as vectors stalled on store-to-load forwarding.)
   T row(int64_t o, int64_t oh, const T* y_row, T* g) const {
-    if (gy) {
-      const T* gy_row = gy + (o * OH + oh) * OW;
-      for (int64_t ow = 0; ow < OW; ++ow) g[ow] = gy_row[ow];
-    } else {
-      fill(g, OW, T(0));
-    }
-    const int64_t ph = oh / pool;
-    if (gpool && ph < PH) {
-      const T* gp_row = gpool + (o * PH + ph) * PW;
-      if (pool == 2) {
-        for (int64_t pw = 0; pw < PW; ++pw) {
-          const T v = gp_row[pw] * scale;
-          g[2 * pw] += v;
-          g[2 * pw + 1] += v;
-        }
-      } else {
-        for (int64_t pw = 0; pw < PW; ++pw) {
-          const T v = gp_row[pw] * scale;
-          for (int64_t j = 0; j < pool; ++j) g[pw * pool + j] += v;
-        }
-      }
-    }
     constexpr int L = kVecLen<T>;
+    const T* gy_row = gy ? gy + (o * OH + oh) * OW : nullptr;
+    const T* gp_row = gpool && oh / pool < PH ? gpool + (o * PH + oh / pool) * PW : nullptr;
     Vec<T> vsum{};
     int64_t ow = 0;
-    for (; ow + L <= OW; ow += L) {
+    // Vectors wholly inside the pooled columns (2 x 2 windows) or, without a pooled gradient, any.
+    const int64_t vec_end = gp_row ? (pool == 2 ? 2 * PW : 0) : OW;
+    for (; ow + L <= vec_end; ow += L) {
+      Vec<T> up = gy_row ? load(gy_row + ow) : Vec<T>{};
+      if (gp_row) up = gy_row ? up + load_pairs(gp_row + ow / 2) * scale : load_pairs(gp_row + ow / 2) * scale;
       const Vec<T> yv = load(y_row + ow);
-      const Vec<T> gv = load(g + ow) * (yv * (T(1) - yv));
+      const Vec<T> gv = up * (yv * (T(1) - yv));
       store(g + ow, gv);
       vsum += gv;
     }
     T sum = hsum<T>(vsum);
+    int64_t pw = ow / pool, j = ow % pool;  // the rest one by one, window by window
     for (; ow < OW; ++ow) {
-      g[ow] *= y_row[ow] * (T(1) - y_row[ow]);
+      T up = gy_row ? gy_row[ow] : T(0);
+      if (gp_row && pw < PW) up = gy_row ? up + gp_row[pw] * scale : gp_row[pw] * scale;
+      if (++j == pool) j = 0, ++pw;
+      g[ow] = up * (y_row[ow] * (T(1) - y_row[ow]));
       sum += g[ow];
     }
     return sum;
@@ -399,11 +404,17 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
       gemm_atb(K, Pw, s.O, w, K, g, Pw, dcol, Pw);
       fill(dxpad, s.padded_image(), T(0));
       constexpr int L = kVecLen<T>;
-      for (int64_t k = 0; k < K; ++k) {  // the adjoint of reading row k at off[k]; Pw is whole vectors
-        T* dst = dxpad + ws.off[k];
-        const T* src = dcol + k * Pw;
-        for (int64_t q = 0; q < Pw; q += L) store(dst + q, load(dst + q) + load(src + q));
-      }
+      // The adjoint of reading row k at off[k] (Pw is whole vectors). Rows taken channel fastest:
+      // consecutive rows then land Hp * Wp apart, not one column apart, so a row's loads do not
+      // partly overlap the previous row's stores still in flight (a store-forwarding stall).
+      for (int64_t j = 0; j < s.KW; ++j)
+        for (int64_t i = 0; i < s.KH; ++i)
+          for (int64_t c = 0; c < s.C; ++c) {
+            const int64_t k = (c * s.KH + i) * s.KW + j;
+            T* dst = dxpad + ws.off[k];
+            const T* src = dcol + k * Pw;
+            for (int64_t q = 0; q < Pw; q += L) store(dst + q, load(dst + q) + load(src + q));
+          }
       T* gxn = gx + n * image;
       for (int64_t c = 0; c < s.C; ++c)
         for (int64_t h = 0; h < s.H; ++h) {
