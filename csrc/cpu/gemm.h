@@ -84,50 +84,52 @@ struct OffsetRows {
   const T* operator[](int64_t k) const { return base + off[k]; }
 };
 
-// out[r] = dot(a, b[r]) for R rows b[r], K long.
-template <typename T, int R>
-inline void dot_rows(const T* a, const T* const* b, int64_t K, T* out) {
+// out[m * R + r] = dot(a + m * lda, b[r]) for MR rows of a and R rows b[r], K long: MR x R
+// accumulators, each loaded vector of a used R times and of b MR times. (3 x 4: 12 accumulators,
+// the 3 a vectors and one b vector in the other registers; 7 loads per 12 multiply-adds.)
+template <typename T, int MR, int R>
+inline void dot_block(const T* a, int64_t lda, const T* const* b, int64_t K, T* out) {
   constexpr int L = kVecLen<T>;
-  Vec<T> acc[R] = {};
+  Vec<T> acc[MR][R] = {};
   int64_t k = 0;
   for (; k + L <= K; k += L) {
-    const Vec<T> av = load(a + k);
-    #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r] += av * load(b[r] + k);
-  }
-  #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    T s = hsum<T>(acc[r]);
-    for (int64_t t = k; t < K; ++t) s += a[t] * b[r][t];
-    out[r] = s;
-  }
-}
-
-// out[m][r] = dot(a[m], b[r]) for 2 rows a[m] and R rows b[r], K long: 2R accumulators, each
-// loaded vector used twice or R times (fewer loads per multiply-add than one row at a time).
-template <typename T, int R>
-inline void dot_rows_2(const T* a0, const T* a1, const T* const* b, int64_t K, T* out0, T* out1) {
-  constexpr int L = kVecLen<T>;
-  Vec<T> acc0[R] = {}, acc1[R] = {};
-  int64_t k = 0;
-  for (; k + L <= K; k += L) {
-    const Vec<T> x0 = load(a0 + k), x1 = load(a1 + k);
+    Vec<T> av[MR];
+    #pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m) av[m] = load(a + m * lda + k);
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Vec<T> bv = load(b[r] + k);
-      acc0[r] += x0 * bv;
-      acc1[r] += x1 * bv;
+      #pragma GCC unroll 4
+      for (int m = 0; m < MR; ++m) acc[m][r] += av[m] * bv;
     }
   }
-  #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    T s0 = hsum<T>(acc0[r]), s1 = hsum<T>(acc1[r]);
-    for (int64_t t = k; t < K; ++t) {
-      s0 += a0[t] * b[r][t];
-      s1 += a1[t] * b[r][t];
+  #pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m) {
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      T sum = hsum<T>(acc[m][r]);
+      for (int64_t t = k; t < K; ++t) sum += a[m * lda + t] * b[r][t];
+      out[m * R + r] = sum;
     }
-    out0[r] = s0;
-    out1[r] = s1;
+  }
+}
+
+// MR rows of C: C[m, n] (+)= dot(A row m, B(n)), N columns, 4 at a time.
+template <typename T, int MR, typename Rows>
+inline void abt_rows(int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C, int64_t ldc,
+                     bool accumulate) {
+  T s[MR * 4];
+  int64_t n = 0;
+  for (; n + 4 <= N; n += 4) {
+    const T* b[4] = {B[n], B[n + 1], B[n + 2], B[n + 3]};
+    dot_block<T, MR, 4>(A, lda, b, K, s);
+    for (int m = 0; m < MR; ++m)
+      for (int r = 0; r < 4; ++r) C[m * ldc + n + r] = accumulate ? C[m * ldc + n + r] + s[m * 4 + r] : s[m * 4 + r];
+  }
+  for (; n < N; ++n) {
+    const T* b[1] = {B[n]};
+    dot_block<T, MR, 1>(A, lda, b, K, s);
+    for (int m = 0; m < MR; ++m) C[m * ldc + n] = accumulate ? C[m * ldc + n] + s[m] : s[m];
   }
 }
 
@@ -137,42 +139,9 @@ inline void dot_rows_2(const T* a0, const T* a1, const T* const* b, int64_t K, T
 template <typename T, typename Rows>
 inline void gemm_abt_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C,
                           int64_t ldc, bool accumulate) {
-  T s[4], s1[4];
   int64_t m = 0;
-  for (; m + 2 <= M; m += 2) {
-    const T* a = A + m * lda;
-    T* c = C + m * ldc;
-    int64_t n = 0;
-    for (; n + 4 <= N; n += 4) {
-      const T* b[4] = {B[n], B[n + 1], B[n + 2], B[n + 3]};
-      dot_rows_2<T, 4>(a, a + lda, b, K, s, s1);
-      for (int r = 0; r < 4; ++r) {
-        c[n + r] = accumulate ? c[n + r] + s[r] : s[r];
-        c[ldc + n + r] = accumulate ? c[ldc + n + r] + s1[r] : s1[r];
-      }
-    }
-    for (; n < N; ++n) {
-      const T* b[1] = {B[n]};
-      dot_rows_2<T, 1>(a, a + lda, b, K, s, s1);
-      c[n] = accumulate ? c[n] + s[0] : s[0];
-      c[ldc + n] = accumulate ? c[ldc + n] + s1[0] : s1[0];
-    }
-  }
-  for (; m < M; ++m) {
-    const T* a = A + m * lda;
-    T* c = C + m * ldc;
-    int64_t n = 0;
-    for (; n + 4 <= N; n += 4) {
-      const T* b[4] = {B[n], B[n + 1], B[n + 2], B[n + 3]};
-      dot_rows<T, 4>(a, b, K, s);
-      for (int r = 0; r < 4; ++r) c[n + r] = accumulate ? c[n + r] + s[r] : s[r];
-    }
-    for (; n < N; ++n) {
-      const T* b[1] = {B[n]};
-      dot_rows<T, 1>(a, b, K, s);
-      c[n] = accumulate ? c[n] + s[0] : s[0];
-    }
-  }
+  for (; m + 3 <= M; m += 3) abt_rows<T, 3>(N, K, A + m * lda, lda, B, C + m * ldc, ldc, accumulate);
+  for (; m < M; ++m) abt_rows<T, 1>(N, K, A + m * lda, lda, B, C + m * ldc, ldc, accumulate);
 }
 
 template <typename T>

@@ -39,7 +39,7 @@ inline T sigmoid(T z) {
 // bits then hold n: one add instead of two conversions and a floor. NaN stays NaN (the clamps
 // pass it through and the polynomial keeps it).
 inline Vec<float> exp_vec(Vec<float> x) {
-  using VecI = __attribute__((vector_size(kVecBytes))) int32_t;
+  using VecI = __attribute__((vector_size(kVecBytes), may_alias)) int32_t;
   x = x > splat(88.3762626647949f) ? splat(88.3762626647949f) : x;
   x = x < splat(-87.3365447505531f) ? splat(-87.3365447505531f) : x;
   const Vec<float> shifted = x * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23 + n
@@ -391,14 +391,48 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
   }
 }
 
+// The adjoint of reading the padded input's row k at off[k] (see WideScratch): dxpad[off[k] + q]
+// += dcol[k, q] over every tap k and wide output q, as a gather: each vector of a channel's padded
+// plane sums its taps' values (i, j order), read from dcol rows whose zero guard bands (see
+// wide_dcol_ld) stand for the taps that fall outside; one store per vector, no read-modify-write.
+// Writes every value of dxpad's C planes (a few past the last one too, within padded_image()).
+template <typename T>
+void gather_taps(const ConvShape& s, const T* dcol, int64_t ld, T* dxpad) {
+  constexpr int L = kVecLen<T>, V = 4;
+  const int64_t Wp = s.Wp(), plane = s.Hp() * Wp, end = (plane + L - 1) / L * L, taps = s.KH * s.KW;
+  for (int64_t c = 0; c < s.C; ++c) {
+    const T* rows = dcol + c * taps * ld;
+    T* dst = dxpad + c * plane;
+    int64_t p = 0;
+    for (; p + V * L <= end; p += V * L) {
+      Vec<T> acc[V] = {};
+      for (int64_t i = 0; i < s.KH; ++i)
+        for (int64_t j = 0; j < s.KW; ++j) {
+          const T* src = rows + (i * s.KW + j) * ld + p - (i * Wp + j);
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) acc[v] += load(src + v * L);
+        }
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) store(dst + p + v * L, acc[v]);
+    }
+    for (; p < end; p += L) {
+      Vec<T> acc{};
+      for (int64_t i = 0; i < s.KH; ++i)
+        for (int64_t j = 0; j < s.KW; ++j) acc += load(rows + (i * s.KW + j) * ld + p - (i * Wp + j));
+      store(dst + p, acc);
+    }
+  }
+}
+
 template <typename T>
 void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t pool, const T* y, const T* x,
                         const T* w, T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), Hp = s.Hp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
-  T* g = ws.rest;            // O x Pw, zero in the discarded columns
-  T* dcol = g + s.O * Pw;    // K x Pw
-  T* dxpad = dcol + K * Pw;  // padded_image()
+  T* g = ws.rest;                               // O x Pw, zero in the discarded columns
+  const int64_t ld = wide_dcol_ld(s), guard = wide_dcol_guard(s);
+  T* dcol = g + s.O * Pw;                       // K rows ld apart, row k's values from dcol + k * ld + guard
+  T* dxpad = dcol + K * ld;                     // padded_image()
   // The channel-vectorized weight gradient (see conv_forward_wide): dw^T (K x O) += the unrolled
   // input (K x P, read in place) times g^T (P x O), accumulated over the chunk, added to dw at the end.
   const bool channels = dw && s.O % kVecLen<T> == 0;
@@ -406,6 +440,11 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
   T* dwt = gt + P * s.O;             // K x O
   if (channels) fill(dwt, K * s.O, T(0));
   fill(g, s.O * Pw, T(0));
+  if (gx)  // the guard bands; the products write only the values between them
+    for (int64_t k = 0; k < K; ++k) {
+      fill(dcol + k * ld, guard, T(0));
+      fill(dcol + k * ld + guard + Pw, ld - guard - Pw, T(0));
+    }
   const int64_t pooled_plane = pool > 0 ? s.pooled_image(pool) : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const Upstream<T> up(s, gy ? gy + n * s.O * P : nullptr, gpool ? gpool + n * pooled_plane : nullptr, pool);
@@ -425,20 +464,8 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
       gemm_abt_rows(s.O, K, Pw, g, Pw, OffsetRows<T>{ws.xpad, ws.off}, dw, K, /*accumulate=*/true);
     }
     if (gx) {
-      gemm_atb(K, Pw, s.O, w, K, g, Pw, dcol, Pw);
-      fill(dxpad, s.padded_image(), T(0));
-      constexpr int L = kVecLen<T>;
-      // The adjoint of reading row k at off[k] (Pw is whole vectors). Rows taken channel fastest:
-      // consecutive rows then land Hp * Wp apart, not one column apart, so a row's loads do not
-      // partly overlap the previous row's stores still in flight (a store-forwarding stall).
-      for (int64_t j = 0; j < s.KW; ++j)
-        for (int64_t i = 0; i < s.KH; ++i)
-          for (int64_t c = 0; c < s.C; ++c) {
-            const int64_t k = (c * s.KH + i) * s.KW + j;
-            T* dst = dxpad + ws.off[k];
-            const T* src = dcol + k * Pw;
-            for (int64_t q = 0; q < Pw; q += L) store(dst + q, load(dst + q) + load(src + q));
-          }
+      gemm_atb(K, Pw, s.O, w, K, g, Pw, dcol + guard, ld);
+      gather_taps(s, dcol + guard, ld, dxpad);
       T* gxn = gx + n * image;
       for (int64_t c = 0; c < s.C; ++c)
         for (int64_t h = 0; h < s.H; ++h) {
