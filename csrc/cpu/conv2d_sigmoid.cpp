@@ -10,7 +10,8 @@
 // Backward  g = (dy + the pooled output's gradient spread over its windows) * y * (1 - y);
 //           db, dw, dx from g.
 // Parallel over the batch: each thread owns a contiguous chunk of images, keeps private partial dw/db,
-// and the partials are added in chunk order (deterministic for a given thread count).
+// and the partials are added in chunk order (deterministic for a given thread count). A window over
+// the whole input (LeNet's c5) is a dense layer: its backward is dense_backward (common.h).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -76,12 +77,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = need_input ? gx.mutable_data_ptr<scalar_t>() : nullptr;
+    const CpuKernels<scalar_t>& k = kernels<scalar_t>();
+    if (s.whole_input()) {  // P = 1 (and pool 1): a dense layer over the batch, x (N, K), y (N, O)
+      dense_backward(k, s.N, s.K(), s.O, gyp, gpp, yp, xp, wp, gxp, need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
+                     need_bias ? gb.mutable_data_ptr<scalar_t>() : nullptr);
+      return;
+    }
     const int64_t K = s.K();
     const int64_t chunks = num_chunks(s.N);
     const int64_t part_size = s.O * K + s.O;  // private dw then db, per chunk
     std::vector<scalar_t> partial(chunks * part_size, scalar_t(0));
-
-    const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(s.N, chunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
       scalar_t* pw = partial.data() + chunk * part_size;
       Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));

@@ -255,13 +255,6 @@ inline void gemm_atb(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, c
   gemm_axpy(M, N, K, StridedA<T>{A, 1, lda}, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/false);
 }
 
-// C[m, n] += sum_k A[k, m] * B[k, n]         A: (K, M), B: (K, N), C: (M, N); always accumulates.
-template <typename T>
-inline void gemm_atb_acc(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-                         int64_t ldc) {
-  gemm_axpy(M, N, K, StridedA<T>{A, 1, lda}, StridedRows<T>{B, ldb}, C, ldc, /*accumulate=*/true);
-}
-
 }  // namespace LENET_EXT_ISA
 }  // namespace cpu
 }  // namespace lenet_ext

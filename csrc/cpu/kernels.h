@@ -37,14 +37,17 @@ struct CpuKernels {
   // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null). The gradient
   // reaching y is gy (if not null) plus, if gpool is not null, gpool spread back over its pooling
   // windows (pool x pool, divided by pool^2). scratch: conv_scratch_size(s, n1 - n0) values.
+  // Not for a window over the whole input (P = 1): that is a dense layer (dense_backward in common.h).
   void (*conv_backward)(const ConvShape& s, const T* gy, const T* gpool, int64_t pool, const T* y, const T* x,
                         const T* w, T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch);
   // A dense layer on `rows` rows: y = act(x w^T + b), x (rows, K), w (O, K), y (rows, O); b may be null.
   void (*dense_forward)(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
                         bool apply_sigmoid);
-  // Its backward from g = dL/d(pre-activation) (rows, O): dx written, dw and db added to; any may be null.
-  void (*dense_backward)(int64_t rows, int64_t K, int64_t O, const T* g, const T* x, const T* w, T* dx, T* dw,
-                         T* db);
+  // Its backward from g = dL/d(pre-activation) (rows, O): dx = g w (rows, K) ...
+  void (*dense_input_grad)(int64_t rows, int64_t K, int64_t O, const T* g, const T* w, T* dx);
+  // ... and dw = g^T x (O, K), db = g's column sums over all `rows` rows, overwritten (either may
+  // be null); g's rows ldg apart (O may be a slice of the layer's outputs).
+  void (*dense_weight_grad)(int64_t rows, int64_t K, int64_t O, const T* g, int64_t ldg, const T* x, T* dw, T* db);
   // The whole LeNet-5 forward for images [n0, n1) of x (N, 1, 28, 28) into logits (N, classes);
   // scratch: lenet5_scratch_size<T>(n1 - n0) values.
   void (*lenet5_forward)(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch);
@@ -67,14 +70,14 @@ constexpr int64_t wide_dcol_ld(const ConvShape& s) {
   return wide_dcol_guard(s) + (plane > s.Pw() ? plane : s.Pw());
 }
 
-// Scratch values of type T a chunk of `rows` images needs, forward or backward: the dense form
-// (P = 1) holds the chunk's (rows, O) gradient. The wide form (stride 1): the offsets and the
+// Scratch values of type T a chunk of `rows` images needs, forward or backward (P = 1: none;
+// the dense layer needs no scratch). The wide form (stride 1): the offsets and the
 // padded input, then backward g (O x Pw), dcol (K x wide_dcol_ld), the padded input's gradient and, for the
 // channel-vectorized weight gradient, g^T (P x O) and dw^T (K x O); forward needs less (z, O x Pw,
 // or w^T and the (P x O) output). Else (im2col): g (O x Pp), col and dcol (K x Pp each).
 template <typename T>
 constexpr int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
-  if (s.whole_input()) return rows * s.O;
+  if (s.whole_input()) return 0;
   if (s.wide())
     return wide_offsets_size<T>(s) + 2 * s.padded_image() + s.O * s.Pw() + s.K() * wide_dcol_ld(s) +
            (s.P() + s.K()) * s.O;

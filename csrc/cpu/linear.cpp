@@ -6,7 +6,8 @@
 //           dx[m, k] = sum_o g[m, o] * w[o, k]
 //           dw[o, k] = sum_m g[m, o] * x[m, k]
 //           db[o]    = sum_m g[m, o]
-// Parallel over chunks of rows; dw/db from per-chunk partials added in chunk order.
+// Parallel over chunks of rows (forward, dx) and over slices of the outputs (dw, db): see
+// dense_backward in common.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -14,7 +15,6 @@
 
 #include <array>
 #include <tuple>
-#include <vector>
 
 #include "../checks.h"
 #include "common.h"
@@ -67,33 +67,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
     const scalar_t* yp = apply_sigmoid ? y.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
-    scalar_t* gxp = need_input ? gx.mutable_data_ptr<scalar_t>() : nullptr;
-    const int64_t chunks = num_chunks(M);
-    const int64_t part_size = O * K + O;  // private dw then db, per chunk
-    std::vector<scalar_t> partial((need_weight || need_bias) ? chunks * part_size : 0, scalar_t(0));
-
-    const CpuKernels<scalar_t>& k = kernels<scalar_t>();
-    parallel_chunks(M, chunks, [&](int64_t chunk, int64_t m0, int64_t m1) {
-      const int64_t rows = m1 - m0;
-      // g = dL/d(pre-activation): dy itself without the sigmoid.
-      const scalar_t* gym = gyp + m0 * O;
-      Scratch<scalar_t> scratch(apply_sigmoid ? rows * O : 0);
-      const scalar_t* g = gym;
-      if (apply_sigmoid) {
-        scalar_t* gs = scratch.data();
-        const scalar_t* ym = yp + m0 * O;
-        for (int64_t i = 0; i < rows * O; ++i) gs[i] = gym[i] * ym[i] * (scalar_t(1) - ym[i]);
-        g = gs;
-      }
-      scalar_t* pw = (need_weight || need_bias) ? partial.data() + chunk * part_size : nullptr;
-      k.dense_backward(rows, K, O, g, xp + m0 * K, wp, need_input ? gxp + m0 * K : nullptr,
-                          need_weight ? pw : nullptr, need_bias ? pw + O * K : nullptr);
-    });
-
-    if (need_weight || need_bias) {
-      reduce_partials(partial.data(), chunks, O * K, O, need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
-                      need_bias ? gb.mutable_data_ptr<scalar_t>() : nullptr);
-    }
+    dense_backward(kernels<scalar_t>(), M, K, O, gyp, static_cast<const scalar_t*>(nullptr), yp, xp, wp,
+                   need_input ? gx.mutable_data_ptr<scalar_t>() : nullptr,
+                   need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
+                   need_bias ? gb.mutable_data_ptr<scalar_t>() : nullptr);
   });
   return {gx, gw, gb};
 }
