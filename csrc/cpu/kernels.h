@@ -85,8 +85,8 @@ constexpr int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
 }
 
 // Scratch values of type T the fused LeNet-5 forward needs for a chunk of `rows` images: the
-// convolutions' scratch (lenet5_conv_scratch_size), c1's, s2's and c3's outputs for a block of
-// kLeNetBlock images, and the chunk's s4, c5 and f6 outputs (the layout lenet5_forward in
+// convolutions' scratch (lenet5_conv_scratch_size), s2's output for a block of kLeNetBlock
+// images, and the chunk's s4, c5 and f6 outputs (the layout lenet5_forward in
 // kernels_impl.h uses).
 template <typename T>
 constexpr int64_t lenet5_conv_scratch_size() {
@@ -96,8 +96,7 @@ constexpr int64_t lenet5_conv_scratch_size() {
 
 template <typename T>
 constexpr int64_t lenet5_scratch_size(int64_t rows) {
-  return lenet5_conv_scratch_size<T>() + kLeNetBlock * (6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10) +
-         rows * (400 + 120 + 84);
+  return lenet5_conv_scratch_size<T>() + kLeNetBlock * 6 * 14 * 14 + rows * (400 + 120 + 84);
 }
 
 template <typename T>

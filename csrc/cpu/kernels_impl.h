@@ -102,6 +102,32 @@ inline void sigmoid_rows(const T* z, int64_t ldz, T* y, int64_t ldy, int64_t row
     for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] = sigmoid(z[r * ldz + c] + bias);
 }
 
+// out[q, o] = sigmoid(out[q, o] + b[o]) for P rows of O channels (O whole vectors; b may be null).
+template <typename T>
+inline void sigmoid_channels_inplace(T* out, int64_t P, int64_t O, const T* b) {
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int L = kVecLen<float>;
+    for (int64_t q = 0; q < P; ++q) {
+      float* row = out + q * O;
+      int64_t o = 0;
+      for (; o + 2 * L <= O; o += 2 * L) {  // two vectors at a time: independent exp chains
+        const Vec<float> z0 = b ? load(row + o) + load(b + o) : load(row + o);
+        const Vec<float> z1 = b ? load(row + o + L) + load(b + o + L) : load(row + o + L);
+        const Vec<float> e0 = exp_vec(-z0), e1 = exp_vec(-z1);
+        store(row + o, 1.0f / (1.0f + e0));
+        store(row + o + L, 1.0f / (1.0f + e1));
+      }
+      for (; o < O; o += L) {
+        const Vec<float> z = b ? load(row + o) + load(b + o) : load(row + o);
+        store(row + o, 1.0f / (1.0f + exp_vec(-z)));
+      }
+    }
+  } else {
+    for (int64_t q = 0; q < P; ++q)
+      for (int64_t o = 0; o < O; ++o) out[q * O + o] = sigmoid(out[q * O + o] + (b ? b[o] : T(0)));
+  }
+}
+
 template <typename T>
 inline void fill(T* p, int64_t n, T value) {
   for (int64_t i = 0; i < n; ++i) p[i] = value;
@@ -208,16 +234,18 @@ void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t l
   }
 }
 
-// Average over pool x pool windows (stride pool, floor mode) of O planes OH x OW.
+// Average over pool x pool windows (stride pool, floor mode) of O planes OH x OW, rows ldrow and
+// planes ldplane apart in y (the output's layout, or the wide form's rows), into out (O, OH/pool, OW/pool).
 template <typename T>
-void avg_pool_planes(const T* y, T* out, int64_t O, int64_t OH, int64_t OW, int64_t pool) {
+void avg_pool_planes(const T* y, int64_t ldrow, int64_t ldplane, T* out, int64_t O, int64_t OH, int64_t OW,
+                     int64_t pool) {
   const int64_t PH = OH / pool, PW = OW / pool;
   const T scale = T(1) / T(pool * pool);
   if (pool == 2) {  // LeNet's: the window unrolled (a generic 2 x 2 loop costs 5x more)
     for (int64_t o = 0; o < O; ++o)
       for (int64_t ph = 0; ph < PH; ++ph) {
-        const T* r0 = y + (o * OH + 2 * ph) * OW;
-        const T* r1 = r0 + OW;
+        const T* r0 = y + o * ldplane + 2 * ph * ldrow;
+        const T* r1 = r0 + ldrow;
         T* dst = out + (o * PH + ph) * PW;
         for (int64_t pw = 0; pw < PW; ++pw) dst[pw] = (r0[2 * pw] + r0[2 * pw + 1] + r1[2 * pw] + r1[2 * pw + 1]) * scale;
       }
@@ -226,11 +254,31 @@ void avg_pool_planes(const T* y, T* out, int64_t O, int64_t OH, int64_t OW, int6
   for (int64_t o = 0; o < O; ++o)
     for (int64_t ph = 0; ph < PH; ++ph)
       for (int64_t pw = 0; pw < PW; ++pw) {
-        const T* win = y + (o * OH + ph * pool) * OW + pw * pool;
+        const T* win = y + o * ldplane + ph * pool * ldrow + pw * pool;
         T acc = 0;
         for (int64_t i = 0; i < pool; ++i)
-          for (int64_t j = 0; j < pool; ++j) acc += win[i * OW + j];
+          for (int64_t j = 0; j < pool; ++j) acc += win[i * ldrow + j];
         out[(o * PH + ph) * PW + pw] = acc * scale;
+      }
+}
+
+// The same average from the channel-vectorized layout out (P x O, O whole vectors): each window's
+// taps are added as vectors over the channels (in the order above: the same values), then the
+// lanes are written to their planes.
+template <typename T>
+void avg_pool_channels(const T* z, T* out, int64_t O, int64_t OH, int64_t OW, int64_t pool) {
+  constexpr int L = kVecLen<T>;
+  const int64_t PH = OH / pool, PW = OW / pool, plane = PH * PW;
+  const T scale = T(1) / T(pool * pool);
+  for (int64_t ph = 0; ph < PH; ++ph)
+    for (int64_t pw = 0; pw < PW; ++pw)
+      for (int64_t o = 0; o < O; o += L) {
+        const T* win = z + ((ph * pool) * OW + pw * pool) * O + o;
+        Vec<T> acc = load(win);
+        for (int64_t i = 0; i < pool; ++i)
+          for (int64_t j = i == 0 ? 1 : 0; j < pool; ++j) acc += load(win + (i * OW + j) * O);
+        acc *= scale;
+        for (int l = 0; l < L; ++l) out[(o + l) * plane + ph * PW + pw] = acc[l];
       }
 }
 
@@ -336,6 +384,7 @@ void pad_image(const ConvShape& s, const T* x, T* xpad) {
     }
 }
 
+// y null (lenet5_forward's inference): only `pooled` is written.
 template <typename T>
 __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b,
                                                           T* y, int64_t n0, int64_t n1, T* scratch, int64_t pool,
@@ -355,16 +404,17 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
       gemm_axpy(P, s.O, K, OffsetA<T>{ws.xpad, ws.qoff, ws.off}, StridedRows<T>{wt, s.O}, out, s.O,
                 /*accumulate=*/false);
       // Bias and sigmoid on whole vectors of out (O is), then out^T into y.
-      if (b)
-        for (int64_t q = 0; q < P; ++q)
-          for (int64_t o = 0; o < s.O; ++o) out[q * s.O + o] += b[o];
-      sigmoid_bias_inplace(out, P * s.O, T(0));
+      sigmoid_channels_inplace(out, P, s.O, b);
+      if (!y) {  // inference (lenet5_forward): only the pooled output, straight from out
+        avg_pool_channels(out, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+        continue;
+      }
       T* yn = y + n * s.O * P;
       for (int64_t o = 0; o < s.O; ++o) {
         T* yo = yn + o * P;
         for (int64_t q = 0; q < P; ++q) yo[q] = out[q * s.O + o];
       }
-      if (pooled) avg_pool_planes(yn, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+      if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
     }
     return;
   }
@@ -372,10 +422,15 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
   for (int64_t n = n0; n < n1; ++n) {
     pad_image(s, x + n * image, ws.xpad);
     gemm_axpy(s.O, Pw, K, StridedA<T>{w, K, 1}, OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
+    if (!y) {  // inference (lenet5_forward): the sigmoid in place on the wide rows, pooled from there
+      for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(z + o * Pw, Pw, b ? b[o] : T(0));
+      avg_pool_planes(z, Wp, Pw, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+      continue;
+    }
     T* yn = y + n * s.O * P;
     for (int64_t o = 0; o < s.O; ++o)  // each wide row's OW values, through the sigmoid, into y
       sigmoid_rows(z + o * Pw, Wp, yn + o * P, s.OW, s.OH, s.OW, b ? b[o] : T(0));
-    if (pooled) avg_pool_planes(yn, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+    if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
   }
 }
 
@@ -491,7 +546,7 @@ void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, 
         for (int64_t q = 0; q < P; ++q) yn[o * P + q] = z[o * Pp + q];
       sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
     }
-    if (pooled) avg_pool_planes(yn, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+    if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
   }
 }
 
@@ -529,8 +584,8 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
 }
 
 // The whole LeNet-5 forward (inference) for images [n0, n1): blocks of kLeNetBlock images go
-// through c1+s2 and c3+s4 (each convolution pooling as it goes) in buffers that stay in the L2
-// cache, each image's 400 s4 values land in a row of the chunk's (rows, 400) matrix, and c5, f6
+// through c1+s2 and c3+s4 (each convolution pooling as it goes, keeping only the pooled output)
+// in buffers that stay in the L2 cache, each image's 400 s4 values land in a row of the chunk's (rows, 400) matrix, and c5, f6
 // and the output layer run as dense layers over the chunk's rows.
 // The same arithmetic as the separate ops, without their allocations, dispatch and memory traffic.
 template <typename T>
@@ -539,18 +594,16 @@ void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0,
   const int64_t rows = n1 - n0;
   T* conv_scratch = scratch;
   constexpr int64_t B = kLeNetBlock;
-  T* y1 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 28 x 28
-  T* s2 = y1 + B * 6 * 28 * 28;      // B x 6 x 14 x 14
-  T* y3 = s2 + B * 6 * 14 * 14;      // B x 16 x 10 x 10
-  T* s4 = y3 + B * 16 * 10 * 10;     // rows x 400
-  T* h5 = s4 + rows * 400;           // rows x 120
-  T* h6 = h5 + rows * 120;           // rows x 84
+  T* s2 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 14 x 14
+  T* s4 = s2 + B * 6 * 14 * 14;                           // rows x 400
+  T* h5 = s4 + rows * 400;                                // rows x 120
+  T* h6 = h5 + rows * 120;                                // rows x 84
   // Blocks of B images: the per-call set-up of a convolution (offset tables, the transposed
   // weight) is paid once per block, and a block's activations stay in the L2 cache.
   for (int64_t nb = n0; nb < n1; nb += B) {
     const int64_t bn = n1 - nb < B ? n1 - nb : B;
-    conv_forward_wide(c1, x + nb * 784, p.c1w, p.c1b, y1, 0, bn, conv_scratch, 2, s2);
-    conv_forward_wide(c3, s2, p.c3w, p.c3b, y3, 0, bn, conv_scratch, 2, s4 + (nb - n0) * 400);
+    conv_forward_wide<T>(c1, x + nb * 784, p.c1w, p.c1b, nullptr, 0, bn, conv_scratch, 2, s2);
+    conv_forward_wide<T>(c3, s2, p.c3w, p.c3b, nullptr, 0, bn, conv_scratch, 2, s4 + (nb - n0) * 400);
   }
   dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
   dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
