@@ -25,7 +25,8 @@ struct LeNet5Params {
 // LeNet-5's fixed layer shapes: (N, C, H, W, O, KH, KW, OH, OW, stride, pad), per image.
 constexpr ConvShape kLeNetC1{1, 1, 28, 28, 6, 5, 5, 28, 28, 1, 2};
 constexpr ConvShape kLeNetC3{1, 6, 14, 14, 16, 5, 5, 10, 10, 1, 0};
-constexpr int64_t kLeNetBlock = 8;  // images per block in the fused forward
+constexpr int64_t kLeNetBlock = 8;   // images per block in the fused forward's convolutions
+constexpr int64_t kLeNetGroup = 64;  // images per group in its dense layers (a multiple of kLeNetBlock)
 
 template <typename T>
 struct CpuKernels {
@@ -49,7 +50,7 @@ struct CpuKernels {
   // be null); g's rows ldg apart (O may be a slice of the layer's outputs).
   void (*dense_weight_grad)(int64_t rows, int64_t K, int64_t O, const T* g, int64_t ldg, const T* x, T* dw, T* db);
   // The whole LeNet-5 forward for images [n0, n1) of x (N, 1, 28, 28) into logits (N, classes);
-  // scratch: lenet5_scratch_size<T>(n1 - n0) values.
+  // scratch: lenet5_scratch_size<T>() values.
   void (*lenet5_forward)(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch);
 };
 
@@ -84,10 +85,9 @@ constexpr int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
   return (s.O + 2 * s.K()) * s.Pp();
 }
 
-// Scratch values of type T the fused LeNet-5 forward needs for a chunk of `rows` images: the
+// Scratch values of type T the fused LeNet-5 forward needs (for any number of images): the
 // convolutions' scratch (lenet5_conv_scratch_size), s2's output for a block of kLeNetBlock
-// images, and the chunk's s4, c5 and f6 outputs (the layout lenet5_forward in
-// kernels_impl.h uses).
+// images, and a group's s4, c5 and f6 outputs (the layout lenet5_forward in kernels_impl.h uses).
 template <typename T>
 constexpr int64_t lenet5_conv_scratch_size() {
   const int64_t c1 = conv_scratch_size<T>(kLeNetC1, 1), c3 = conv_scratch_size<T>(kLeNetC3, 1);
@@ -95,8 +95,8 @@ constexpr int64_t lenet5_conv_scratch_size() {
 }
 
 template <typename T>
-constexpr int64_t lenet5_scratch_size(int64_t rows) {
-  return lenet5_conv_scratch_size<T>() + kLeNetBlock * 6 * 14 * 14 + rows * (400 + 120 + 84);
+constexpr int64_t lenet5_scratch_size() {
+  return lenet5_conv_scratch_size<T>() + kLeNetBlock * 6 * 14 * 14 + kLeNetGroup * (400 + 120 + 84);
 }
 
 template <typename T>

@@ -234,6 +234,27 @@ void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t l
   }
 }
 
+typedef int32_t LaneMask32 __attribute__((vector_size(kVecBytes)));
+typedef int64_t LaneMask64 __attribute__((vector_size(kVecBytes)));
+
+// The even (odd) lanes of the 2L values a, b: (a0, a2, ..., b0, b2, ...) ((a1, a3, ..., b1, ...)).
+template <typename T>
+inline Vec<T> even_lanes(Vec<T> a, Vec<T> b) {
+  constexpr int L = kVecLen<T>;
+  using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
+  if constexpr (L == 8) return __builtin_shuffle(a, b, Mask{0, 2, 4, 6, 8, 10, 12, 14});
+  else if constexpr (L == 4) return __builtin_shuffle(a, b, Mask{0, 2, 4, 6});
+  else return __builtin_shuffle(a, b, Mask{0, 2});
+}
+template <typename T>
+inline Vec<T> odd_lanes(Vec<T> a, Vec<T> b) {
+  constexpr int L = kVecLen<T>;
+  using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
+  if constexpr (L == 8) return __builtin_shuffle(a, b, Mask{1, 3, 5, 7, 9, 11, 13, 15});
+  else if constexpr (L == 4) return __builtin_shuffle(a, b, Mask{1, 3, 5, 7});
+  else return __builtin_shuffle(a, b, Mask{1, 3});
+}
+
 // Average over pool x pool windows (stride pool, floor mode) of O planes OH x OW, rows ldrow and
 // planes ldplane apart in y (the output's layout, or the wide form's rows), into out (O, OH/pool, OW/pool).
 template <typename T>
@@ -242,12 +263,26 @@ void avg_pool_planes(const T* y, int64_t ldrow, int64_t ldplane, T* out, int64_t
   const int64_t PH = OH / pool, PW = OW / pool;
   const T scale = T(1) / T(pool * pool);
   if (pool == 2) {  // LeNet's: the window unrolled (a generic 2 x 2 loop costs 5x more)
+    constexpr int L = kVecLen<T>;
     for (int64_t o = 0; o < O; ++o)
       for (int64_t ph = 0; ph < PH; ++ph) {
         const T* r0 = y + o * ldplane + 2 * ph * ldrow;
         const T* r1 = r0 + ldrow;
         T* dst = out + (o * PH + ph) * PW;
-        for (int64_t pw = 0; pw < PW; ++pw) dst[pw] = (r0[2 * pw] + r0[2 * pw + 1] + r1[2 * pw] + r1[2 * pw + 1]) * scale;
+        if (PW >= L) {  // L outputs at a time from 2L columns of each row, split into even and odd
+          for (int64_t pw = 0;; pw += L) {
+            if (pw + L > PW) pw = PW - L;  // the last vector ends at the row's end (recomputes a few)
+            const Vec<T> e0 = even_lanes<T>(load(r0 + 2 * pw), load(r0 + 2 * pw + L));
+            const Vec<T> o0 = odd_lanes<T>(load(r0 + 2 * pw), load(r0 + 2 * pw + L));
+            const Vec<T> e1 = even_lanes<T>(load(r1 + 2 * pw), load(r1 + 2 * pw + L));
+            const Vec<T> o1 = odd_lanes<T>(load(r1 + 2 * pw), load(r1 + 2 * pw + L));
+            store(dst + pw, (e0 + o0 + e1 + o1) * scale);  // the scalar loop's order of additions
+            if (pw + L == PW) break;
+          }
+        } else {
+          for (int64_t pw = 0; pw < PW; ++pw)
+            dst[pw] = (r0[2 * pw] + r0[2 * pw + 1] + r1[2 * pw] + r1[2 * pw + 1]) * scale;
+        }
       }
     return;
   }
@@ -583,31 +618,35 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
   }
 }
 
-// The whole LeNet-5 forward (inference) for images [n0, n1): blocks of kLeNetBlock images go
-// through c1+s2 and c3+s4 (each convolution pooling as it goes, keeping only the pooled output)
-// in buffers that stay in the L2 cache, each image's 400 s4 values land in a row of the chunk's (rows, 400) matrix, and c5, f6
-// and the output layer run as dense layers over the chunk's rows.
+// The whole LeNet-5 forward (inference) for images [n0, n1), in groups of kLeNetGroup images:
+// blocks of kLeNetBlock images go through c1+s2 and c3+s4 (each convolution pooling as it goes,
+// keeping only the pooled output), each image's 400 s4 values land in a row of the group's
+// (rows, 400) matrix, and c5, f6 and the output layer run as dense layers over the group's rows.
+// A block's activations and a group's rows stay in the L2 cache (over a whole 512-image chunk,
+// the dense layers' inputs did not: 15 us per image at batch 1024 against 9 at batch 64).
 // The same arithmetic as the separate ops, without their allocations, dispatch and memory traffic.
 template <typename T>
 void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch) {
   constexpr ConvShape c1 = kLeNetC1, c3 = kLeNetC3;
-  const int64_t rows = n1 - n0;
+  constexpr int64_t B = kLeNetBlock, G = kLeNetGroup;
   T* conv_scratch = scratch;
-  constexpr int64_t B = kLeNetBlock;
   T* s2 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 14 x 14
-  T* s4 = s2 + B * 6 * 14 * 14;                           // rows x 400
-  T* h5 = s4 + rows * 400;                                // rows x 120
-  T* h6 = h5 + rows * 120;                                // rows x 84
-  // Blocks of B images: the per-call set-up of a convolution (offset tables, the transposed
-  // weight) is paid once per block, and a block's activations stay in the L2 cache.
-  for (int64_t nb = n0; nb < n1; nb += B) {
-    const int64_t bn = n1 - nb < B ? n1 - nb : B;
-    conv_forward_wide<T>(c1, x + nb * 784, p.c1w, p.c1b, nullptr, 0, bn, conv_scratch, 2, s2);
-    conv_forward_wide<T>(c3, s2, p.c3w, p.c3b, nullptr, 0, bn, conv_scratch, 2, s4 + (nb - n0) * 400);
+  T* s4 = s2 + B * 6 * 14 * 14;                           // G x 400
+  T* h5 = s4 + G * 400;                                   // G x 120
+  T* h6 = h5 + G * 120;                                   // G x 84
+  for (int64_t g0 = n0; g0 < n1; g0 += G) {
+    const int64_t rows = n1 - g0 < G ? n1 - g0 : G;
+    // Blocks of B images: the per-call set-up of a convolution (offset tables, the transposed
+    // weight) is paid once per block.
+    for (int64_t nb = g0; nb < g0 + rows; nb += B) {
+      const int64_t bn = g0 + rows - nb < B ? g0 + rows - nb : B;
+      conv_forward_wide<T>(c1, x + nb * 784, p.c1w, p.c1b, nullptr, 0, bn, conv_scratch, 2, s2);
+      conv_forward_wide<T>(c3, s2, p.c3w, p.c3b, nullptr, 0, bn, conv_scratch, 2, s4 + (nb - g0) * 400);
+    }
+    dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
+    dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
+    dense_forward(rows, 84, p.classes, h6, p.outw, p.outb, logits + g0 * p.classes, /*apply_sigmoid=*/false);
   }
-  dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
-  dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
-  dense_forward(rows, 84, p.classes, h6, p.outw, p.outb, logits + n0 * p.classes, /*apply_sigmoid=*/false);
 }
 
 template <typename T>

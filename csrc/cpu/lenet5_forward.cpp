@@ -57,7 +57,7 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, c
     scalar_t* lp = logits.mutable_data_ptr<scalar_t>();
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     parallel_chunks(N, num_chunks(N), [&](int64_t, int64_t n0, int64_t n1) {
-      Scratch<scalar_t> scratch(lenet5_scratch_size<scalar_t>(n1 - n0));
+      Scratch<scalar_t> scratch(lenet5_scratch_size<scalar_t>());
       k.lenet5_forward(p, xp, lp, n0, n1, scratch.data());
     });
   });
