@@ -61,10 +61,11 @@ constexpr int64_t wide_offsets_size(const ConvShape& s) {
   return ((s.K() + s.P()) * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
 }
 
-// The wide backward's dcol (the input gradient's unrolled form): K rows ld apart, each holding
-// its Pw values after a zero guard band of wide_dcol_guard values (the largest offset of a tap
-// within a channel, rounded up to 8) and followed by zeros up to the padded plane's size rounded
-// up to 8, so that conv_backward_wide's gather reads zeros wherever a tap falls outside a row.
+// The wide backward's dcol (the input gradient's unrolled form, one channel's taps at a time):
+// rows ld apart, each holding its Pw values after a zero guard band of wide_dcol_guard values (the
+// largest offset of a tap within a channel, rounded up to 8) and followed by zeros up to the
+// padded plane's size rounded up to 8, so that conv_backward_wide's gather reads zeros wherever a
+// tap falls outside a row.
 constexpr int64_t wide_dcol_guard(const ConvShape& s) { return ((s.KH - 1) * s.Wp() + s.KW - 1 + 7) / 8 * 8; }
 constexpr int64_t wide_dcol_ld(const ConvShape& s) {
   const int64_t plane = (s.Hp() * s.Wp() + 7) / 8 * 8;
@@ -72,15 +73,15 @@ constexpr int64_t wide_dcol_ld(const ConvShape& s) {
 }
 
 // Scratch values of type T a chunk of `rows` images needs, forward or backward (P = 1: none;
-// the dense layer needs no scratch). The wide form (stride 1): the offsets and the
-// padded input, then backward g (O x Pw), dcol (K x wide_dcol_ld), the padded input's gradient and, for the
-// channel-vectorized weight gradient, g^T (P x O) and dw^T (K x O); forward needs less (z, O x Pw,
-// or w^T and the (P x O) output). Else (im2col): g (O x Pp), col and dcol (K x Pp each).
+// the dense layer needs no scratch). The wide form (stride 1): the offsets and the padded input,
+// then backward g (O x Pw), dcol (KH * KW rows of wide_dcol_ld), the padded input's gradient and,
+// for the channel-vectorized weight gradient, g^T (P x O) and dw^T (K x O); forward needs less
+// (z, O x Pw, or w^T and the (P x O) output). Else (im2col): g (O x Pp), col and dcol (K x Pp each).
 template <typename T>
 constexpr int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
   if (s.whole_input()) return 0;
   if (s.wide())
-    return wide_offsets_size<T>(s) + 2 * s.padded_image() + s.O * s.Pw() + s.K() * wide_dcol_ld(s) +
+    return wide_offsets_size<T>(s) + 2 * s.padded_image() + s.O * s.Pw() + s.KH * s.KW * wide_dcol_ld(s) +
            (s.P() + s.K()) * s.O;
   return (s.O + 2 * s.K()) * s.Pp();
 }

@@ -469,36 +469,33 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
   }
 }
 
-// The adjoint of reading the padded input's row k at off[k] (see WideScratch): dxpad[off[k] + q]
-// += dcol[k, q] over every tap k and wide output q, as a gather: each vector of a channel's padded
-// plane sums its taps' values (i, j order), read from dcol rows whose zero guard bands (see
-// wide_dcol_ld) stand for the taps that fall outside; one store per vector, no read-modify-write.
-// Writes every value of dxpad's C planes (a few past the last one too, within padded_image()).
+// The adjoint of reading the padded input's row k at off[k] (see WideScratch) for the taps k of
+// one channel: dxpad[off[k] + q] += dcol[k, q] over its taps and every wide output q, as a gather:
+// each vector of the channel's padded plane sums its taps' values (i, j order), read from dcol
+// rows whose zero guard bands (see wide_dcol_ld) stand for the taps that fall outside; one store
+// per vector, no read-modify-write. Writes the channel's whole plane (dxpad: its first value) and
+// up to L - 1 values past it (the next plane's first ones, or padded_image()'s slack).
 template <typename T>
 void gather_taps(const ConvShape& s, const T* dcol, int64_t ld, T* dxpad) {
   constexpr int L = kVecLen<T>, V = 4;
-  const int64_t Wp = s.Wp(), plane = s.Hp() * Wp, end = (plane + L - 1) / L * L, taps = s.KH * s.KW;
-  for (int64_t c = 0; c < s.C; ++c) {
-    const T* rows = dcol + c * taps * ld;
-    T* dst = dxpad + c * plane;
-    int64_t p = 0;
-    for (; p + V * L <= end; p += V * L) {
-      Vec<T> acc[V] = {};
-      for (int64_t i = 0; i < s.KH; ++i)
-        for (int64_t j = 0; j < s.KW; ++j) {
-          const T* src = rows + (i * s.KW + j) * ld + p - (i * Wp + j);
+  const int64_t Wp = s.Wp(), plane = s.Hp() * Wp, end = (plane + L - 1) / L * L;
+  int64_t p = 0;
+  for (; p + V * L <= end; p += V * L) {
+    Vec<T> acc[V] = {};
+    for (int64_t i = 0; i < s.KH; ++i)
+      for (int64_t j = 0; j < s.KW; ++j) {
+        const T* src = dcol + (i * s.KW + j) * ld + p - (i * Wp + j);
 #pragma GCC unroll 4
-          for (int v = 0; v < V; ++v) acc[v] += load(src + v * L);
-        }
+        for (int v = 0; v < V; ++v) acc[v] += load(src + v * L);
+      }
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) store(dst + p + v * L, acc[v]);
-    }
-    for (; p < end; p += L) {
-      Vec<T> acc{};
-      for (int64_t i = 0; i < s.KH; ++i)
-        for (int64_t j = 0; j < s.KW; ++j) acc += load(rows + (i * s.KW + j) * ld + p - (i * Wp + j));
-      store(dst + p, acc);
-    }
+    for (int v = 0; v < V; ++v) store(dxpad + p + v * L, acc[v]);
+  }
+  for (; p < end; p += L) {
+    Vec<T> acc{};
+    for (int64_t i = 0; i < s.KH; ++i)
+      for (int64_t j = 0; j < s.KW; ++j) acc += load(dcol + (i * s.KW + j) * ld + p - (i * Wp + j));
+    store(dxpad + p, acc);
   }
 }
 
@@ -509,8 +506,8 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
   const WideScratch<T> ws = wide_scratch(s, scratch);
   T* g = ws.rest;                               // O x Pw, zero in the discarded columns
   const int64_t ld = wide_dcol_ld(s), guard = wide_dcol_guard(s);
-  T* dcol = g + s.O * Pw;                       // K rows ld apart, row k's values from dcol + k * ld + guard
-  T* dxpad = dcol + K * ld;                     // padded_image()
+  T* dcol = g + s.O * Pw;                       // KH * KW rows ld apart (one channel's taps), row t's values from dcol + t * ld + guard
+  T* dxpad = dcol + s.KH * s.KW * ld;           // padded_image()
   // The channel-vectorized weight gradient (see conv_forward_wide): dw^T (K x O) += the unrolled
   // input (K x P, read in place) times g^T (P x O), accumulated over the chunk, added to dw at the end.
   const bool channels = dw && s.O % kVecLen<T> == 0;
@@ -519,7 +516,7 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
   if (channels) fill(dwt, K * s.O, T(0));
   fill(g, s.O * Pw, T(0));
   if (gx)  // the guard bands; the products write only the values between them
-    for (int64_t k = 0; k < K; ++k) {
+    for (int64_t k = 0; k < s.KH * s.KW; ++k) {
       fill(dcol + k * ld, guard, T(0));
       fill(dcol + k * ld + guard + Pw, ld - guard - Pw, T(0));
     }
@@ -542,8 +539,13 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
       gemm_abt_rows(s.O, K, Pw, g, Pw, OffsetRows<T>{ws.xpad, ws.off}, dw, K, /*accumulate=*/true);
     }
     if (gx) {
-      gemm_atb(K, Pw, s.O, w, K, g, Pw, dcol + guard, ld);
-      gather_taps(s, dcol + guard, ld, dxpad);
+      // Channel by channel, so that the channel's dcol rows (KH * KW of them) stay in the L1 cache
+      // between the product that writes them and the gather that reads them.
+      const int64_t taps = s.KH * s.KW;
+      for (int64_t c = 0; c < s.C; ++c) {
+        gemm_atb(taps, Pw, s.O, w + c * taps, K, g, Pw, dcol + guard, ld);
+        gather_taps(s, dcol + guard, ld, dxpad + c * s.Hp() * Wp);
+      }
       T* gxn = gx + n * image;
       for (int64_t c = 0; c < s.C; ++c)
         for (int64_t h = 0; h < s.H; ++h) {
