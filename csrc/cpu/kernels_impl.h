@@ -234,26 +234,33 @@ void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t l
   }
 }
 
+// The even (odd) lanes of the 2L values a, b: (a0, a2, ..., b0, b2, ...) ((a1, a3, ..., b1, ...)).
+// GCC's __builtin_shuffle, or Clang's __builtin_shufflevector (GCC has it only from version 12).
+#if defined(__clang__)
+#define LENET_EXT_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define LENET_EXT_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, Mask{__VA_ARGS__})
+#endif
 typedef int32_t LaneMask32 __attribute__((vector_size(kVecBytes)));
 typedef int64_t LaneMask64 __attribute__((vector_size(kVecBytes)));
 
-// The even (odd) lanes of the 2L values a, b: (a0, a2, ..., b0, b2, ...) ((a1, a3, ..., b1, ...)).
 template <typename T>
 inline Vec<T> even_lanes(Vec<T> a, Vec<T> b) {
   constexpr int L = kVecLen<T>;
   using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
-  if constexpr (L == 8) return __builtin_shuffle(a, b, Mask{0, 2, 4, 6, 8, 10, 12, 14});
-  else if constexpr (L == 4) return __builtin_shuffle(a, b, Mask{0, 2, 4, 6});
-  else return __builtin_shuffle(a, b, Mask{0, 2});
+  if constexpr (L == 8) return LENET_EXT_SHUFFLE(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+  else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, 0, 2, 4, 6);
+  else return LENET_EXT_SHUFFLE(a, b, 0, 2);
 }
 template <typename T>
 inline Vec<T> odd_lanes(Vec<T> a, Vec<T> b) {
   constexpr int L = kVecLen<T>;
   using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
-  if constexpr (L == 8) return __builtin_shuffle(a, b, Mask{1, 3, 5, 7, 9, 11, 13, 15});
-  else if constexpr (L == 4) return __builtin_shuffle(a, b, Mask{1, 3, 5, 7});
-  else return __builtin_shuffle(a, b, Mask{1, 3});
+  if constexpr (L == 8) return LENET_EXT_SHUFFLE(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+  else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, 1, 3, 5, 7);
+  else return LENET_EXT_SHUFFLE(a, b, 1, 3);
 }
+#undef LENET_EXT_SHUFFLE
 
 // Average over pool x pool windows (stride pool, floor mode) of O planes OH x OW, rows ldrow and
 // planes ldplane apart in y (the output's layout, or the wide form's rows), into out (O, OH/pool, OW/pool).
