@@ -442,8 +442,13 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
     for (int64_t o = 0; o < s.O; ++o)
       for (int64_t k = 0; k < K; ++k) wt[k * s.O + o] = w[o * K + k];
     for (int64_t n = n0; n < n1; ++n) {
-      pad_image(s, x + n * image, ws.xpad);
-      gemm_axpy(P, s.O, K, OffsetA<T>{ws.xpad, ws.qoff, ws.off}, StridedRows<T>{wt, s.O}, out, s.O,
+      // Only real outputs' taps are read: without padding, that is the image itself, in place.
+      const T* xin = x + n * image;
+      if (s.pad != 0) {
+        pad_image(s, xin, ws.xpad);
+        xin = ws.xpad;
+      }
+      gemm_axpy(P, s.O, K, OffsetA<T>{xin, ws.qoff, ws.off}, StridedRows<T>{wt, s.O}, out, s.O,
                 /*accumulate=*/false);
       // Bias and sigmoid on whole vectors of out (O is), then out^T into y.
       sigmoid_channels_inplace(out, P, s.O, b);
@@ -536,14 +541,20 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
       for (int64_t oh = 0; oh < s.OH; ++oh) acc += up.row(o, oh, yn + o * P + oh * s.OW, g + o * Pw + oh * Wp);
       if (db) db[o] += acc;
     }
-    if (dw || gx) pad_image(s, x + n * image, ws.xpad);
+    // The channel-vectorized weight gradient reads only real outputs' taps: without padding,
+    // the image itself. The wide one reads whole wide rows: the padded copy.
+    const T* xin = x + n * image;
+    if (dw && !(channels && s.pad == 0)) {
+      pad_image(s, xin, ws.xpad);
+      xin = ws.xpad;
+    }
     if (channels) {
       for (int64_t o = 0; o < s.O; ++o)
         for (int64_t q = 0; q < P; ++q) gt[q * s.O + o] = g[o * Pw + ws.qoff[q]];
-      gemm_axpy(K, s.O, P, OffsetA<T>{ws.xpad, ws.off, ws.qoff}, StridedRows<T>{gt, s.O}, dwt, s.O,
+      gemm_axpy(K, s.O, P, OffsetA<T>{xin, ws.off, ws.qoff}, StridedRows<T>{gt, s.O}, dwt, s.O,
                 /*accumulate=*/true);
     } else if (dw) {
-      gemm_abt_rows(s.O, K, Pw, g, Pw, OffsetRows<T>{ws.xpad, ws.off}, dw, K, /*accumulate=*/true);
+      gemm_abt_rows(s.O, K, Pw, g, Pw, OffsetRows<T>{xin, ws.off}, dw, K, /*accumulate=*/true);
     }
     if (gx) {
       // Channel by channel, so that the channel's dcol rows (KH * KW of them) stay in the L1 cache
