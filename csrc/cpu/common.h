@@ -80,7 +80,8 @@ void dense_backward(const CpuKernels<T>& k, int64_t M, int64_t K, int64_t O, con
   });
   if (!dw && !db) return;
   // Slices of at least 16 outputs, and one thread for small layers (a parallel region costs more).
-  const int64_t slices = M * K * O < (int64_t(1) << 16) ? 1 : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), O / 16));
+  const int64_t slices =
+      M * K * O < (int64_t(1) << 16) ? 1 : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), O / 16));
   parallel_chunks(O, slices, [&](int64_t, int64_t o0, int64_t o1) {
     k.dense_weight_grad(M, K, o1 - o0, g + o0, O, x, dw ? dw + o0 * K : nullptr, db ? db + o0 : nullptr);
   });

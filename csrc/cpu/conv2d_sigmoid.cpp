@@ -79,7 +79,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
     scalar_t* gxp = need_input ? gx.mutable_data_ptr<scalar_t>() : nullptr;
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     if (s.whole_input()) {  // P = 1 (and pool 1): a dense layer over the batch, x (N, K), y (N, O)
-      dense_backward(k, s.N, s.K(), s.O, gyp, gpp, yp, xp, wp, gxp, need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
+      dense_backward(k, s.N, s.K(), s.O, gyp, gpp, yp, xp, wp, gxp,
+                     need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
                      need_bias ? gb.mutable_data_ptr<scalar_t>() : nullptr);
       return;
     }

@@ -234,7 +234,6 @@ void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t l
   }
 }
 
-// The even (odd) lanes of the 2L values a, b: (a0, a2, ..., b0, b2, ...) ((a1, a3, ..., b1, ...)).
 // GCC's __builtin_shuffle, or Clang's __builtin_shufflevector (GCC has it only from version 12).
 #if defined(__clang__)
 #define LENET_EXT_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
@@ -244,21 +243,16 @@ void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t l
 typedef int32_t LaneMask32 __attribute__((vector_size(kVecBytes)));
 typedef int64_t LaneMask64 __attribute__((vector_size(kVecBytes)));
 
-template <typename T>
-inline Vec<T> even_lanes(Vec<T> a, Vec<T> b) {
+// Lanes 2l + Odd of the 2L values a, b: the even ones (Odd = 0: a0, a2, ..., b0, b2, ...) or the
+// odd ones (Odd = 1).
+template <typename T, int Odd>
+inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
   constexpr int L = kVecLen<T>;
   using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
-  if constexpr (L == 8) return LENET_EXT_SHUFFLE(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
-  else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, 0, 2, 4, 6);
-  else return LENET_EXT_SHUFFLE(a, b, 0, 2);
-}
-template <typename T>
-inline Vec<T> odd_lanes(Vec<T> a, Vec<T> b) {
-  constexpr int L = kVecLen<T>;
-  using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
-  if constexpr (L == 8) return LENET_EXT_SHUFFLE(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
-  else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, 1, 3, 5, 7);
-  else return LENET_EXT_SHUFFLE(a, b, 1, 3);
+  if constexpr (L == 8)
+    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14);
+  else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);
+  else return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2);
 }
 #undef LENET_EXT_SHUFFLE
 
@@ -279,10 +273,10 @@ void avg_pool_planes(const T* y, int64_t ldrow, int64_t ldplane, T* out, int64_t
         if (PW >= L) {  // L outputs at a time from 2L columns of each row, split into even and odd
           for (int64_t pw = 0;; pw += L) {
             if (pw + L > PW) pw = PW - L;  // the last vector ends at the row's end (recomputes a few)
-            const Vec<T> e0 = even_lanes<T>(load(r0 + 2 * pw), load(r0 + 2 * pw + L));
-            const Vec<T> o0 = odd_lanes<T>(load(r0 + 2 * pw), load(r0 + 2 * pw + L));
-            const Vec<T> e1 = even_lanes<T>(load(r1 + 2 * pw), load(r1 + 2 * pw + L));
-            const Vec<T> o1 = odd_lanes<T>(load(r1 + 2 * pw), load(r1 + 2 * pw + L));
+            const Vec<T> e0 = alternate_lanes<T, 0>(load(r0 + 2 * pw), load(r0 + 2 * pw + L));
+            const Vec<T> o0 = alternate_lanes<T, 1>(load(r0 + 2 * pw), load(r0 + 2 * pw + L));
+            const Vec<T> e1 = alternate_lanes<T, 0>(load(r1 + 2 * pw), load(r1 + 2 * pw + L));
+            const Vec<T> o1 = alternate_lanes<T, 1>(load(r1 + 2 * pw), load(r1 + 2 * pw + L));
             store(dst + pw, (e0 + o0 + e1 + o1) * scale);  // the scalar loop's order of additions
             if (pw + L == PW) break;
           }
@@ -516,10 +510,11 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
                         const T* w, T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), Hp = s.Hp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
-  T* g = ws.rest;                               // O x Pw, zero in the discarded columns
+  T* g = ws.rest;  // O x Pw, zero in the discarded columns
+  // One channel's taps: KH * KW rows ld apart, row t's values from dcol + t * ld + guard.
   const int64_t ld = wide_dcol_ld(s), guard = wide_dcol_guard(s);
-  T* dcol = g + s.O * Pw;                       // KH * KW rows ld apart (one channel's taps), row t's values from dcol + t * ld + guard
-  T* dxpad = dcol + s.KH * s.KW * ld;           // padded_image()
+  T* dcol = g + s.O * Pw;
+  T* dxpad = dcol + s.KH * s.KW * ld;  // padded_image()
   // The channel-vectorized weight gradient (see conv_forward_wide): dw^T (K x O) += the unrolled
   // input (K x P, read in place) times g^T (P x O), accumulated over the chunk, added to dw at the end.
   const bool channels = dw && s.O % kVecLen<T> == 0;
