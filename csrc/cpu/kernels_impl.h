@@ -58,6 +58,9 @@ inline Vec<float> exp_vec(Vec<float> x) {
   return y * reinterpret_cast<const Vec<float>&>(bits);
 }
 
+// sigmoid(z) = 1 / (1 + exp(-z)) for a vector of floats.
+inline Vec<float> sigmoid_vec(Vec<float> z) { return 1.0f / (1.0f + exp_vec(-z)); }
+
 // p[i] = sigmoid(p[i] + bias) for n values (bias may be 0): vectorized for float, two vectors
 // at a time (two independent exp chains in flight: 3.1 instead of 3.6 us per 5,376 values).
 template <typename T>
@@ -66,11 +69,11 @@ inline void sigmoid_bias_inplace(T* p, int64_t n, T bias) {
   if constexpr (std::is_same_v<T, float>) {
     constexpr int L = kVecLen<float>;
     for (; i + 2 * L <= n; i += 2 * L) {
-      const Vec<float> e0 = exp_vec(-(load(p + i) + bias)), e1 = exp_vec(-(load(p + i + L) + bias));
-      store(p + i, 1.0f / (1.0f + e0));
-      store(p + i + L, 1.0f / (1.0f + e1));
+      const Vec<float> s0 = sigmoid_vec(load(p + i) + bias), s1 = sigmoid_vec(load(p + i + L) + bias);
+      store(p + i, s0);
+      store(p + i + L, s1);
     }
-    for (; i + L <= n; i += L) store(p + i, 1.0f / (1.0f + exp_vec(-(load(p + i) + bias))));
+    for (; i + L <= n; i += L) store(p + i, sigmoid_vec(load(p + i) + bias));
   }
   for (; i < n; ++i) p[i] = sigmoid(p[i] + bias);
 }
@@ -88,12 +91,12 @@ inline void sigmoid_rows(const T* z, int64_t ldz, T* y, int64_t ldy, int64_t row
         float* yr = y + r * ldy;
         int64_t c = 0;
         for (; c + 2 * L <= cols; c += 2 * L) {
-          const Vec<float> e0 = exp_vec(-(load(zr + c) + bias)), e1 = exp_vec(-(load(zr + c + L) + bias));
-          store(yr + c, 1.0f / (1.0f + e0));
-          store(yr + c + L, 1.0f / (1.0f + e1));
+          const Vec<float> s0 = sigmoid_vec(load(zr + c) + bias), s1 = sigmoid_vec(load(zr + c + L) + bias);
+          store(yr + c, s0);
+          store(yr + c + L, s1);
         }
-        for (; c + L <= cols; c += L) store(yr + c, 1.0f / (1.0f + exp_vec(-(load(zr + c) + bias))));
-        if (c < cols) store(yr + cols - L, 1.0f / (1.0f + exp_vec(-(load(zr + cols - L) + bias))));
+        for (; c + L <= cols; c += L) store(yr + c, sigmoid_vec(load(zr + c) + bias));
+        if (c < cols) store(yr + cols - L, sigmoid_vec(load(zr + cols - L) + bias));
       }
       return;
     }
@@ -113,13 +116,13 @@ inline void sigmoid_channels_inplace(T* out, int64_t P, int64_t O, const T* b) {
       for (; o + 2 * L <= O; o += 2 * L) {  // two vectors at a time: independent exp chains
         const Vec<float> z0 = b ? load(row + o) + load(b + o) : load(row + o);
         const Vec<float> z1 = b ? load(row + o + L) + load(b + o + L) : load(row + o + L);
-        const Vec<float> e0 = exp_vec(-z0), e1 = exp_vec(-z1);
-        store(row + o, 1.0f / (1.0f + e0));
-        store(row + o + L, 1.0f / (1.0f + e1));
+        const Vec<float> s0 = sigmoid_vec(z0), s1 = sigmoid_vec(z1);
+        store(row + o, s0);
+        store(row + o + L, s1);
       }
       for (; o < O; o += L) {
         const Vec<float> z = b ? load(row + o) + load(b + o) : load(row + o);
-        store(row + o, 1.0f / (1.0f + exp_vec(-z)));
+        store(row + o, sigmoid_vec(z));
       }
     }
   } else {
@@ -557,7 +560,7 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
       const int64_t taps = s.KH * s.KW;
       for (int64_t c = 0; c < s.C; ++c) {
         gemm_atb(taps, Pw, s.O, w + c * taps, K, g, Pw, dcol + guard, ld);
-        gather_taps(s, dcol + guard, ld, dxpad + c * s.Hp() * Wp);
+        gather_taps(s, dcol + guard, ld, dxpad + c * Hp * Wp);
       }
       T* gxn = gx + n * image;
       for (int64_t c = 0; c < s.C; ++c)
