@@ -201,6 +201,32 @@ def test_linear_partial_grads(device):
                  (x, weight, b), torch.float32)
 
 
+def test_dense_gradients_do_not_depend_on_the_thread_count():
+    """The dense layers' weight and bias gradients are summed over the whole batch in one order
+    (not per thread and then added), so 1 and 2 threads give the same bits: linear, and a
+    convolution whose window covers its whole input (LeNet's c5)."""
+    def small(*shape):  # weights that keep the sigmoids out of saturation
+        return (torch.randn(*shape) * 0.1).requires_grad_()
+
+    x, w, b = leaf(64, 120), small(84, 120), leaf(84)
+    xc, wc, bc = leaf(64, 16, 5, 5), small(120, 16, 5, 5), leaf(120)
+    cases = [(lambda: ops.linear(x, w, b, True), (x, w, b)),
+             (lambda: ops.conv2d_sigmoid(xc, wc, bc), (xc, wc, bc))]
+    threads = torch.get_num_threads()
+    try:
+        for fn, inputs in cases:
+            grad = torch.randn_like(fn())
+            grads = []
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                grads.append(torch.autograd.grad(fn(), inputs, grad))
+            for one, two in zip(*grads):
+                assert one.abs().max() > 1e-3  # a real gradient, not saturated zeros
+                assert torch.equal(one, two)
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------------------- special values
 
 
