@@ -201,17 +201,24 @@ def test_linear_partial_grads(device):
                  (x, weight, b), torch.float32)
 
 
-def test_dense_gradients_do_not_depend_on_the_thread_count():
-    """The dense layers' weight and bias gradients are summed over the whole batch in one order
-    (not per thread and then added), so 1 and 2 threads give the same bits: linear, and a
-    convolution whose window covers its whole input (LeNet's c5)."""
+def test_gradients_do_not_depend_on_the_thread_count():
+    """Weight and bias gradients have the same bits with 1 and 2 threads. The dense layers (linear,
+    and a convolution whose window covers its whole input: LeNet's c5) sum over the whole batch in
+    one order; the other convolutions sum per chunk of images and add the chunks in order, the
+    chunks depending on the batch size only (c1 and c3 with their pooling, and a strided one)."""
     def small(*shape):  # weights that keep the sigmoids out of saturation
         return (torch.randn(*shape) * 0.1).requires_grad_()
 
     x, w, b = leaf(64, 120), small(84, 120), leaf(84)
     xc, wc, bc = leaf(64, 16, 5, 5), small(120, 16, 5, 5), leaf(120)
+    x1, w1, b1 = leaf(37, 1, 28, 28), small(6, 1, 5, 5), leaf(6)
+    x3, w3, b3 = leaf(37, 6, 14, 14), small(16, 6, 5, 5), leaf(16)
+    xs, ws, bs = leaf(37, 3, 11, 11), small(4, 3, 3, 3), leaf(4)
     cases = [(lambda: ops.linear(x, w, b, True), (x, w, b)),
-             (lambda: ops.conv2d_sigmoid(xc, wc, bc), (xc, wc, bc))]
+             (lambda: ops.conv2d_sigmoid(xc, wc, bc), (xc, wc, bc)),
+             (lambda: ops.conv2d_sigmoid_pool(x1, w1, b1, 2, 2)[0], (w1, b1)),
+             (lambda: ops.conv2d_sigmoid_pool(x3, w3, b3, 0, 2)[0], (x3, w3, b3)),
+             (lambda: ops.conv2d_sigmoid(xs, ws, bs, 2, 1), (xs, ws, bs))]
     threads = torch.get_num_threads()
     try:
         for fn, inputs in cases:

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
@@ -25,19 +26,50 @@ struct Scratch {
   std::unique_ptr<T[]> data_;
 };
 
-// Number of chunks the batch is split into: one per thread, at most one per sample.
-inline int64_t num_chunks(int64_t n) {
+// Number of chunks a batch of n images (or rows) is split into: at most kMaxChunks, at most one per
+// image. It depends on n only, not on the thread count, so that per-chunk partial gradients added
+// in chunk order give the same bits with any number of threads.
+constexpr int64_t kMaxChunks = 16;
+inline int64_t num_chunks(int64_t n) { return std::max<int64_t>(1, std::min<int64_t>(n, kMaxChunks)); }
+
+// One chunk per thread (at most one per row): for the dense layers, whose rows are independent (no
+// partial sums) and whose whole weight each chunk streams through the cache.
+inline int64_t thread_chunks(int64_t n) {
   return std::max<int64_t>(1, std::min<int64_t>(n, at::get_num_threads()));
 }
 
-// Runs fn(chunk, begin, end) over `chunks` contiguous slices of [0, n) on torch's
-// thread pool. The slices depend only on n and chunks, so per-chunk partial sums
-// reduced in chunk order give the same bits on every run.
-template <typename F>
-inline void parallel_chunks(int64_t n, int64_t chunks, const F& fn) {
-  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
-    for (int64_t c = first; c < last; ++c) fn(c, n * c / chunks, n * (c + 1) / chunks);
-  });
+// The most rows a chunk has when [0, n) is split into `chunks`.
+inline int64_t max_chunk(int64_t n, int64_t chunks) { return (n + chunks - 1) / chunks; }
+
+// The chunks of [0, n), handed out in order to whichever thread asks next: chunk c is
+// [n * c / chunks, n * (c + 1) / chunks).
+class ChunkQueue {
+ public:
+  ChunkQueue(int64_t n, int64_t chunks) : n_(n), chunks_(chunks) {}
+  // The next chunk (its index, begin and end); false when none is left.
+  bool pop(int64_t& chunk, int64_t& begin, int64_t& end) {
+    chunk = next_.fetch_add(1, std::memory_order_relaxed);
+    if (chunk >= chunks_) return false;
+    begin = n_ * chunk / chunks_;
+    end = n_ * (chunk + 1) / chunks_;
+    return true;
+  }
+
+ private:
+  const int64_t n_, chunks_;
+  std::atomic<int64_t> next_{0};
+};
+
+// Runs worker(queue) once on each of up to `chunks` threads of torch's pool; each worker pops
+// chunks until none is left (setting up its scratch once, not per chunk). A thread that starts late
+// (woken from sleep, or descheduled on a busy machine) takes fewer chunks instead of holding the
+// others at the end, as a fixed split of the batch per thread would.
+template <typename Worker>
+inline void parallel_chunks(int64_t n, int64_t chunks, const Worker& worker) {
+  ChunkQueue queue(n, chunks);
+  const int64_t threads = std::min<int64_t>(chunks, at::get_num_threads());
+  if (threads <= 1 || at::in_parallel_region()) return worker(queue);
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) { worker(queue); });
 }
 
 // Adds per-chunk partials laid out as [dw (nw values) | db (nb values)] per chunk, in chunk
@@ -45,13 +77,16 @@ inline void parallel_chunks(int64_t n, int64_t chunks, const F& fn) {
 template <typename T>
 inline void reduce_partials(const T* partial, int64_t chunks, int64_t nw, int64_t nb, T* dw, T* db) {
   const int64_t part_size = nw + nb;
-  for (int64_t i = 0; i < part_size; ++i) {
-    T* dst = i < nw ? (dw ? dw + i : nullptr) : (db ? db + (i - nw) : nullptr);
-    if (!dst) continue;
-    T acc = 0;
-    for (int64_t c = 0; c < chunks; ++c) acc += partial[c * part_size + i];
-    *dst = acc;
-  }
+  auto reduce = [&](int64_t offset, int64_t count, T* dst) {
+    if (!dst) return;
+    for (int64_t i = 0; i < count; ++i) dst[i] = partial[offset + i];
+    for (int64_t c = 1; c < chunks; ++c) {  // each value's sum in chunk order; vectorized over i
+      const T* src = partial + c * part_size + offset;
+      for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+    }
+  };
+  reduce(0, nw, dw);
+  reduce(nw, nb, db);
 }
 
 // The backward of a dense layer (a linear layer, or a convolution whose window covers its whole
@@ -68,22 +103,25 @@ void dense_backward(const CpuKernels<T>& k, int64_t M, int64_t K, int64_t O, con
     buffer.reset(new T[M * O > 0 ? M * O : 1]);
     g = buffer.get();
   }
-  parallel_chunks(M, num_chunks(M), [&](int64_t, int64_t m0, int64_t m1) {
-    if (buffer) {
-      T* gb = buffer.get();
-      for (int64_t i = m0 * O; i < m1 * O; ++i) {
-        const T up = (gy ? gy[i] : T(0)) + (gy2 ? gy2[i] : T(0));
-        gb[i] = y ? up * y[i] * (T(1) - y[i]) : up;
+  parallel_chunks(M, thread_chunks(M), [&](ChunkQueue& queue) {
+    for (int64_t c, m0, m1; queue.pop(c, m0, m1);) {
+      if (buffer) {
+        T* gb = buffer.get();
+        for (int64_t i = m0 * O; i < m1 * O; ++i) {
+          const T up = (gy ? gy[i] : T(0)) + (gy2 ? gy2[i] : T(0));
+          gb[i] = y ? up * y[i] * (T(1) - y[i]) : up;
+        }
       }
+      if (dx) k.dense_input_grad(m1 - m0, K, O, g + m0 * O, w, dx + m0 * K);
     }
-    if (dx) k.dense_input_grad(m1 - m0, K, O, g + m0 * O, w, dx + m0 * K);
   });
   if (!dw && !db) return;
   // Slices of at least 16 outputs, and one thread for small layers (a parallel region costs more).
   const int64_t slices =
       M * K * O < (int64_t(1) << 16) ? 1 : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), O / 16));
-  parallel_chunks(O, slices, [&](int64_t, int64_t o0, int64_t o1) {
-    k.dense_weight_grad(M, K, o1 - o0, g + o0, O, x, dw ? dw + o0 * K : nullptr, db ? db + o0 : nullptr);
+  parallel_chunks(O, slices, [&](ChunkQueue& queue) {
+    for (int64_t c, o0, o1; queue.pop(c, o0, o1);)
+      k.dense_weight_grad(M, K, o1 - o0, g + o0, O, x, dw ? dw + o0 * K : nullptr, db ? db + o0 : nullptr);
   });
 }
 

@@ -9,8 +9,9 @@
 //           pooled = avg_pool2d(y, pool) for conv2d_sigmoid_pool (stride 1).
 // Backward  g = (dy + the pooled output's gradient spread over its windows) * y * (1 - y);
 //           db, dw, dx from g.
-// Parallel over the batch: each thread owns a contiguous chunk of images, keeps private partial dw/db,
-// and the partials are added in chunk order (deterministic for a given thread count). A window over
+// Parallel over the batch: it is split into chunks of images (how many depends on the batch size
+// only), which the threads take in turn; each chunk has its own partial dw/db, and the partials are
+// added in chunk order, so the gradients have the same bits for any thread count. A window over
 // the whole input (LeNet's c5) is a dense layer: its backward is dense_backward (common.h).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
@@ -46,9 +47,12 @@ std::tuple<at::Tensor, at::Tensor> forward(const ConvShape& s, const at::Tensor&
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     scalar_t* pp = pool > 0 ? pooled.mutable_data_ptr<scalar_t>() : nullptr;
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
-    parallel_chunks(s.N, num_chunks(s.N), [&](int64_t, int64_t n0, int64_t n1) {
-      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
-      k.conv_forward(s, xp, wp, bp, yp, n0, n1, scratch.data(), pool, pp);
+    // A window over the whole input (c5) is a dense layer: a chunk per thread, each streaming the weight once.
+    const int64_t chunks = s.whole_input() ? thread_chunks(s.N) : num_chunks(s.N);
+    parallel_chunks(s.N, chunks, [&](ChunkQueue& queue) {
+      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, max_chunk(s.N, chunks)));
+      for (int64_t c, n0, n1; queue.pop(c, n0, n1);)
+        k.conv_forward(s, xp, wp, bp, yp, n0, n1, scratch.data(), pool, pp);
     });
   });
   return {y, pooled};
@@ -88,11 +92,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
     const int64_t chunks = num_chunks(s.N);
     const int64_t part_size = s.O * K + s.O;  // private dw then db, per chunk
     std::vector<scalar_t> partial(chunks * part_size, scalar_t(0));
-    parallel_chunks(s.N, chunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
-      scalar_t* pw = partial.data() + chunk * part_size;
-      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, n1 - n0));
-      k.conv_backward(s, gyp, gpp, pool, yp, xp, wp, gxp, need_weight ? pw : nullptr,
-                      need_bias ? pw + s.O * K : nullptr, n0, n1, scratch.data());
+    parallel_chunks(s.N, chunks, [&](ChunkQueue& queue) {
+      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, max_chunk(s.N, chunks)));
+      for (int64_t c, n0, n1; queue.pop(c, n0, n1);) {
+        scalar_t* pw = partial.data() + c * part_size;
+        k.conv_backward(s, gyp, gpp, pool, yp, xp, wp, gxp, need_weight ? pw : nullptr,
+                        need_bias ? pw + s.O * K : nullptr, n0, n1, scratch.data());
+      }
     });
 
     if (need_weight || need_bias) {

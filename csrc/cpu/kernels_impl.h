@@ -257,7 +257,54 @@ inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
   else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);
   else return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2);
 }
+
+// dst[j * ldd + i] = src[i * lds + j] for an L x L block: for 8 floats (AVX), in three rounds of
+// shuffles (24 of them, where a scalar copy costs 64 loads and 64 stores); else one by one.
+template <typename T>
+inline void transpose_block(const T* src, int64_t lds, T* dst, int64_t ldd) {
+  constexpr int L = kVecLen<T>;
+  if constexpr (L == 8 && sizeof(T) == 4) {
+    using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;  // (dependent on T: checked only here)
+    Vec<T> r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = load(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {  // t: pairs of rows interleaved
+      t[i] = LENET_EXT_SHUFFLE(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+      t[i + 1] = LENET_EXT_SHUFFLE(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) {  // r: columns (c, c + 4) of four rows, c = 0..3
+      r[i] = LENET_EXT_SHUFFLE(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      r[i + 1] = LENET_EXT_SHUFFLE(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+      r[i + 2] = LENET_EXT_SHUFFLE(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+      r[i + 3] = LENET_EXT_SHUFFLE(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int c = 0; c < 4; ++c) {  // the halves of rows 0-3 and 4-7 joined: columns c and c + 4
+      store(dst + c * ldd, LENET_EXT_SHUFFLE(r[c], r[c + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+      store(dst + (c + 4) * ldd, LENET_EXT_SHUFFLE(r[c], r[c + 4], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+  } else {
+    for (int i = 0; i < L; ++i)
+      for (int j = 0; j < L; ++j) dst[j * ldd + i] = src[i * lds + j];
+  }
+}
 #undef LENET_EXT_SHUFFLE
+
+// dst[c * ldd + r] = src[r * lds + c] for rows x cols values, in L x L blocks where both are at
+// least L (the last block of a row or column ends at its end, rewriting a few values with the same
+// ones), else one by one. src and dst must not overlap.
+template <typename T>
+void transpose(const T* src, int64_t lds, int64_t rows, int64_t cols, T* dst, int64_t ldd) {
+  constexpr int L = kVecLen<T>;
+  if (rows >= L && cols >= L) {
+    for (int64_t r = 0; r < rows; r += L)
+      for (int64_t c = 0; c < cols; c += L) {
+        const int64_t r0 = r + L <= rows ? r : rows - L, c0 = c + L <= cols ? c : cols - L;
+        transpose_block(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+      }
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
 
 // Average over pool x pool windows (stride pool, floor mode) of O planes OH x OW, rows ldrow and
 // planes ldplane apart in y (the output's layout, or the wide form's rows), into out (O, OH/pool, OW/pool).
@@ -350,35 +397,49 @@ struct Upstream {
         scale(T(1) / T(pool * pool)) {}
 
   // g[ow] = (gradient reaching y[o, oh, ow]) * y * (1 - y) for one output row (y_row: its OW
-  // sigmoid outputs); returns the row's sum. One pass: each vector of g is formed in registers
-  // (LeNet's 2 x 2 windows: the pooled gradient's values loaded in pairs) and stored once. (Writing
-  // g in scalar steps and reading it back as vectors stalled on store-to-load forwarding.)
-  T row(int64_t o, int64_t oh, const T* y_row, T* g) const {
+  // sigmoid outputs), adding the row's values to the lanes of `sum` (the caller adds the lanes up
+  // once per channel: a horizontal sum per row was a third of c3's time here). One pass: each
+  // vector of g is formed in registers (LeNet's 2 x 2 windows: the pooled gradient's values loaded
+  // in pairs) and stored once. (Writing g in scalar steps and reading it back as vectors stalled on
+  // store-to-load forwarding.)
+  void row(int64_t o, int64_t oh, const T* y_row, T* g, Vec<T>& sum) const {
     constexpr int L = kVecLen<T>;
     const T* gy_row = gy ? gy + (o * OH + oh) * OW : nullptr;
     const T* gp_row = gpool && oh / pool < PH ? gpool + (o * PH + oh / pool) * PW : nullptr;
-    Vec<T> vsum{};
-    int64_t ow = 0;
-    // Vectors wholly inside the pooled columns (2 x 2 windows) or, without a pooled gradient, any.
-    const int64_t vec_end = gp_row ? (pool == 2 ? 2 * PW : 0) : OW;
-    for (; ow + L <= vec_end; ow += L) {
+    auto vec = [&](int64_t ow) {
       Vec<T> up = gy_row ? load(gy_row + ow) : Vec<T>{};
       if (gp_row) up = gy_row ? up + load_pairs(gp_row + ow / 2) * scale : load_pairs(gp_row + ow / 2) * scale;
       const Vec<T> yv = load(y_row + ow);
       const Vec<T> gv = up * (yv * (T(1) - yv));
       store(g + ow, gv);
-      vsum += gv;
+      return gv;
+    };
+    int64_t ow = 0;
+    // Vectors wholly inside the pooled columns (2 x 2 windows) or, without a pooled gradient, any.
+    const int64_t vec_end = gp_row ? (pool == 2 ? 2 * PW : 0) : OW;
+    for (; ow + L <= vec_end; ow += L) sum += vec(ow);
+    if (ow == OW) return;
+    // The rest as the whole vector ending at the row's end (recomputing values already stored, to
+    // the same bits; only its new lanes are summed), where that vector's windows line up: LeNet's
+    // rows of 28 and 10 end in 4 and 2 values.
+    const int64_t last = OW - L;
+    if (last >= 0 && (!gp_row || (pool == 2 && 2 * PW == OW && last % 2 == 0))) {
+      Vec<T> lane;  // 0, 1, ..., L - 1
+      for (int l = 0; l < L; ++l) lane[l] = T(l);
+      const Vec<T> gv = vec(last);
+      sum += lane >= splat(T(ow - last)) ? gv : Vec<T>{};
+      return;
     }
-    T sum = hsum<T>(vsum);
-    int64_t pw = ow / pool, j = ow % pool;  // the rest one by one, window by window
+    int64_t pw = ow / pool, j = ow % pool;  // else one by one, window by window
+    T rest = 0;
     for (; ow < OW; ++ow) {
       T up = gy_row ? gy_row[ow] : T(0);
       if (gp_row && pw < PW) up = gy_row ? up + gp_row[pw] * scale : gp_row[pw] * scale;
       if (++j == pool) j = 0, ++pw;
       g[ow] = up * (y_row[ow] * (T(1) - y_row[ow]));
-      sum += g[ow];
+      rest += g[ow];
     }
-    return sum;
+    sum[0] += rest;
   }
 };
 
@@ -454,10 +515,7 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
         continue;
       }
       T* yn = y + n * s.O * P;
-      for (int64_t o = 0; o < s.O; ++o) {
-        T* yo = yn + o * P;
-        for (int64_t q = 0; q < P; ++q) yo[q] = out[q * s.O + o];
-      }
+      transpose(out, s.O, P, s.O, yn, P);
       if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
     }
     return;
@@ -535,9 +593,9 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
     const Upstream<T> up(s, gy ? gy + n * s.O * P : nullptr, gpool ? gpool + n * pooled_plane : nullptr, pool);
     const T* yn = y + n * s.O * P;
     for (int64_t o = 0; o < s.O; ++o) {
-      T acc = 0;
-      for (int64_t oh = 0; oh < s.OH; ++oh) acc += up.row(o, oh, yn + o * P + oh * s.OW, g + o * Pw + oh * Wp);
-      if (db) db[o] += acc;
+      Vec<T> acc{};
+      for (int64_t oh = 0; oh < s.OH; ++oh) up.row(o, oh, yn + o * P + oh * s.OW, g + o * Pw + oh * Wp, acc);
+      if (db) db[o] += hsum<T>(acc);
     }
     // The channel-vectorized weight gradient reads only real outputs' taps: without padding,
     // the image itself. The wide one reads whole wide rows: the padded copy.
@@ -547,8 +605,7 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
       xin = ws.xpad;
     }
     if (channels) {
-      for (int64_t o = 0; o < s.O; ++o)
-        for (int64_t q = 0; q < P; ++q) gt[q * s.O + o] = g[o * Pw + ws.qoff[q]];
+      for (int64_t oh = 0; oh < s.OH; ++oh) transpose(g + oh * Wp, Pw, s.O, s.OW, gt + oh * s.OW * s.O, s.O);
       gemm_axpy(K, s.O, P, OffsetA<T>{xin, ws.off, ws.qoff}, StridedRows<T>{gt, s.O}, dwt, s.O,
                 /*accumulate=*/true);
     } else if (dw) {
@@ -618,10 +675,10 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
     for (int64_t o = 0; o < s.O; ++o) {
       T* go = g + o * Pp;
       const T* yo = yn + o * P;
-      T acc = 0;
-      for (int64_t oh = 0; oh < s.OH; ++oh) acc += up.row(o, oh, yo + oh * s.OW, go + oh * s.OW);
+      Vec<T> acc{};
+      for (int64_t oh = 0; oh < s.OH; ++oh) up.row(o, oh, yo + oh * s.OW, go + oh * s.OW, acc);
       fill(go + P, Pp - P, T(0));
-      if (db) db[o] += acc;
+      if (db) db[o] += hsum<T>(acc);
     }
     if (dw) {
       im2col(s, x + n * image, col, Pp);

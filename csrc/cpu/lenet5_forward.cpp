@@ -56,9 +56,13 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, c
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* lp = logits.mutable_data_ptr<scalar_t>();
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
-    parallel_chunks(N, num_chunks(N), [&](int64_t, int64_t n0, int64_t n1) {
+    // Groups of kLeNetGroup images where there are more groups than threads, else one chunk per
+    // thread (at least a block each): chunks big enough to keep the dense layers' weights hot.
+    const int64_t blocks = (N + kLeNetBlock - 1) / kLeNetBlock, groups = (N + kLeNetGroup - 1) / kLeNetGroup;
+    const int64_t chunks = std::min<int64_t>(blocks, std::max<int64_t>(groups, at::get_num_threads()));
+    parallel_chunks(N, chunks, [&](ChunkQueue& queue) {
       Scratch<scalar_t> scratch(lenet5_scratch_size<scalar_t>());
-      k.lenet5_forward(p, xp, lp, n0, n1, scratch.data());
+      for (int64_t c, n0, n1; queue.pop(c, n0, n1);) k.lenet5_forward(p, xp, lp, n0, n1, scratch.data());
     });
   });
   return logits;
