@@ -237,15 +237,6 @@ void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t l
   }
 }
 
-// GCC's __builtin_shuffle, or Clang's __builtin_shufflevector (GCC has it only from version 12).
-#if defined(__clang__)
-#define LENET_EXT_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#else
-#define LENET_EXT_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, Mask{__VA_ARGS__})
-#endif
-typedef int32_t LaneMask32 __attribute__((vector_size(kVecBytes)));
-typedef int64_t LaneMask64 __attribute__((vector_size(kVecBytes)));
-
 // Lanes 2l + Odd of the 2L values a, b: the even ones (Odd = 0: a0, a2, ..., b0, b2, ...) or the
 // odd ones (Odd = 1).
 template <typename T, int Odd>
@@ -286,7 +277,6 @@ inline void transpose_block(const T* src, int64_t lds, T* dst, int64_t ldd) {
       for (int j = 0; j < L; ++j) dst[j * ldd + i] = src[i * lds + j];
   }
 }
-#undef LENET_EXT_SHUFFLE
 
 // dst[c * ldd + r] = src[r * lds + c] for rows x cols values, in L x L blocks where both are at
 // least L (the last block of a row or column ends at its end, rewriting a few values with the same
@@ -737,3 +727,5 @@ template CpuKernels<double> make_kernels<double>();
 }  // namespace LENET_EXT_ISA
 }  // namespace cpu
 }  // namespace lenet_ext
+
+#undef LENET_EXT_SHUFFLE
