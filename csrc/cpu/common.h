@@ -32,9 +32,12 @@ struct Scratch {
 constexpr int64_t kMaxChunks = 16;
 inline int64_t num_chunks(int64_t n) { return std::max<int64_t>(1, std::min<int64_t>(n, kMaxChunks)); }
 
-// One chunk per thread (at most one per row): for the dense layers, whose rows are independent (no
-// partial sums) and whose whole weight each chunk streams through the cache.
-inline int64_t thread_chunks(int64_t n) {
+// For a dense layer over n rows of a (K -> O) product: one chunk per thread (at most one per row),
+// since its rows are independent (no partial sums) and each chunk streams the whole weight through
+// the cache; one chunk in all below 2^17 multiply-adds (a few microseconds, less than waking the
+// other threads: LeNet's output layer at batch 64).
+inline int64_t dense_chunks(int64_t n, int64_t K, int64_t O) {
+  if (n * K * O < (int64_t(1) << 17)) return 1;
   return std::max<int64_t>(1, std::min<int64_t>(n, at::get_num_threads()));
 }
 
@@ -103,7 +106,7 @@ void dense_backward(const CpuKernels<T>& k, int64_t M, int64_t K, int64_t O, con
     buffer.reset(new T[M * O > 0 ? M * O : 1]);
     g = buffer.get();
   }
-  parallel_chunks(M, thread_chunks(M), [&](ChunkQueue& queue) {
+  parallel_chunks(M, dense_chunks(M, K, O), [&](ChunkQueue& queue) {
     for (int64_t c, m0, m1; queue.pop(c, m0, m1);) {
       if (buffer) {
         T* gb = buffer.get();

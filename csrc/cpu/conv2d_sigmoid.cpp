@@ -18,9 +18,9 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <tuple>
-#include <vector>
 
 #include "../checks.h"
 #include "common.h"
@@ -48,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const ConvShape& s, const at::Tensor&
     scalar_t* pp = pool > 0 ? pooled.mutable_data_ptr<scalar_t>() : nullptr;
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     // A window over the whole input (c5) is a dense layer: a chunk per thread, each streaming the weight once.
-    const int64_t chunks = s.whole_input() ? thread_chunks(s.N) : num_chunks(s.N);
+    const int64_t chunks = s.whole_input() ? dense_chunks(s.N, s.K(), s.O) : num_chunks(s.N);
     parallel_chunks(s.N, chunks, [&](ChunkQueue& queue) {
       Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, max_chunk(s.N, chunks)));
       for (int64_t c, n0, n1; queue.pop(c, n0, n1);)
@@ -91,11 +91,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
     const int64_t K = s.K();
     const int64_t chunks = num_chunks(s.N);
     const int64_t part_size = s.O * K + s.O;  // private dw then db, per chunk
-    std::vector<scalar_t> partial(chunks * part_size, scalar_t(0));
+    Scratch<scalar_t> partial(chunks * part_size);  // zeroed chunk by chunk, by the thread that takes it
     parallel_chunks(s.N, chunks, [&](ChunkQueue& queue) {
       Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, max_chunk(s.N, chunks)));
       for (int64_t c, n0, n1; queue.pop(c, n0, n1);) {
         scalar_t* pw = partial.data() + c * part_size;
+        std::fill(pw, pw + part_size, scalar_t(0));
         k.conv_backward(s, gyp, gpp, pool, yp, xp, wp, gxp, need_weight ? pw : nullptr,
                         need_bias ? pw + s.O * K : nullptr, n0, n1, scratch.data());
       }

@@ -40,7 +40,7 @@ at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
-    parallel_chunks(M, thread_chunks(M), [&](ChunkQueue& queue) {
+    parallel_chunks(M, dense_chunks(M, K, O), [&](ChunkQueue& queue) {
       for (int64_t c, m0, m1; queue.pop(c, m0, m1);)
         k.dense_forward(m1 - m0, K, O, xp + m0 * K, wp, bp, yp + m0 * O, apply_sigmoid);
     });
