@@ -145,6 +145,47 @@ struct Linear : torch::autograd::Function<Linear> {
   }
 };
 
+// LeNet-5's training forward (lenet_ext.cpp): one node for the whole network. Only the logits
+// are differentiable; the activations it returns are what its backward op reads.
+using Tensors7 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using Tensors11 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                             at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using T = const at::Tensor&;
+
+struct LeNet5Train : torch::autograd::Function<LeNet5Train> {
+  static variable_list forward(AutogradContext* ctx, T images, T c1w, T c1b, T c3w, T c3b, T c5w, T c5b, T f6w,
+                               T f6b, T outw, T outb) {
+    static const auto fwd =
+        op("lenet_ext::lenet5_train_forward").typed<Tensors7(T, T, T, T, T, T, T, T, T, T, T)>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [logits, c1, s2, c3, s4, c5, f6] = fwd.call(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
+    ctx->save_for_backward({images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw});
+    ctx->mark_non_differentiable({c1, s2, c3, s4, c5, f6});
+    ctx->set_materialize_grads(false);
+    return {logits, c1, s2, c3, s4, c5, f6};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    static const auto bwd = op("lenet_ext::lenet5_train_backward")
+                                .typed<Tensors11(T, T, T, T, T, T, T, T, T, T, T, T, T, bool)>();
+    variable_list out(11);
+    if (!grad[0].defined()) return out;  // the logits were not used
+    const auto v = ctx->get_saved_variables();
+    const Tensors11 g = bwd.call(grad[0], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
+                                 ctx->needs_input_grad(0));
+    const std::array<at::Tensor, 11> all = std::apply([](auto... t) { return std::array<at::Tensor, 11>{t...}; }, g);
+    for (size_t i = 0; i < all.size(); ++i)
+      if (ctx->needs_input_grad(i)) out[i] = all[i];
+    return out;
+  }
+};
+
+Tensors7 lenet5_train_forward_autograd(T images, T c1w, T c1b, T c3w, T c3b, T c5w, T c5b, T f6w, T f6b, T outw,
+                                       T outb) {
+  auto out = LeNet5Train::apply(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
+  return {out[0], out[1], out[2], out[3], out[4], out[5], out[6]};
+}
+
 at::Tensor conv2d_sigmoid_autograd(const at::Tensor& x, const at::Tensor& w, const OptTensor& b, int64_t stride,
                                    int64_t padding) {
   return ConvSigmoid::apply(x, w, b, stride, padding);
@@ -171,6 +212,7 @@ TORCH_LIBRARY_IMPL(lenet_ext, Autograd, m) {
   m.impl("conv2d_sigmoid_pool", &conv2d_sigmoid_pool_autograd);
   m.impl("avg_pool2d", &avg_pool2d_autograd);
   m.impl("linear", &linear_autograd);
+  m.impl("lenet5_train_forward", &lenet5_train_forward_autograd);
 }
 
 }  // namespace lenet_ext

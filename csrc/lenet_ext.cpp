@@ -1,8 +1,8 @@
 // lenet_ext operator schemas: every op of the library, declared once.
 //
 // Each forward op has an explicit backward op. Kernels live in cpu/<op>.cpp and
-// cuda/<op>.cu and register themselves with TORCH_LIBRARY_IMPL; autograd and
-// the fake (shape-only) kernels are registered from Python (lenet_ext/ops.py).
+// cuda/<op>.cu and register themselves with TORCH_LIBRARY_IMPL; autograd is registered in
+// autograd.cpp, the fake (shape-only) kernels from Python (lenet_ext/ops.py).
 //
 // Backward ops take `bool[3] output_mask` = (input, weight, bias): a gradient
 // that is not asked for is not computed and comes back as an empty tensor.
@@ -42,4 +42,22 @@ TORCH_LIBRARY(lenet_ext, m) {
       "lenet5_forward(Tensor images, Tensor c1_weight, Tensor c1_bias, Tensor c3_weight, Tensor c3_bias, "
       "Tensor c5_weight, Tensor c5_bias, Tensor f6_weight, Tensor f6_bias, Tensor output_weight, "
       "Tensor output_bias) -> Tensor");
+
+  // The same forward for training, in one op with one autograd node: the logits and every
+  // activation the backward needs (c1 and c3 before pooling, s2 and s4 after, c5 as (N, 120, 1, 1),
+  // f6), computed by the layer ops above; gradients flow through the logits only. Its backward op
+  // runs the layers' backward ops in reverse and returns the gradients of (images, c1_weight,
+  // c1_bias, c3_weight, c3_bias, c5_weight, c5_bias, f6_weight, f6_bias, output_weight,
+  // output_bias); the images' one only when images_grad (else an empty tensor). CPU only:
+  // LeNet5(impl="ext") calls it when gradients are wanted, saving the per-layer Python calls and
+  // autograd nodes of a training step.
+  m.def(
+      "lenet5_train_forward(Tensor images, Tensor c1_weight, Tensor c1_bias, Tensor c3_weight, Tensor c3_bias, "
+      "Tensor c5_weight, Tensor c5_bias, Tensor f6_weight, Tensor f6_bias, Tensor output_weight, "
+      "Tensor output_bias) -> (Tensor logits, Tensor c1, Tensor s2, Tensor c3, Tensor s4, Tensor c5, Tensor f6)");
+  m.def(
+      "lenet5_train_backward(Tensor grad_logits, Tensor images, Tensor c1, Tensor s2, Tensor c3, Tensor s4, "
+      "Tensor c5, Tensor f6, Tensor c1_weight, Tensor c3_weight, Tensor c5_weight, Tensor f6_weight, "
+      "Tensor output_weight, bool images_grad) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, "
+      "Tensor, Tensor, Tensor, Tensor)");
 }

@@ -126,11 +126,16 @@ class LeNet5(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """(N, 1, 28, 28) images -> (N, num_classes) logits.
 
-        impl="ext" without autograd (no_grad / inference_mode, or nothing requiring grad) on the CPU
-        runs the whole network as one op, ops.lenet5_forward; otherwise layer by layer."""
-        if self.impl == "ext" and self._fused_ok(images):
+        impl="ext" on the CPU runs the whole network as one op: ops.lenet5_forward without autograd
+        (no_grad / inference_mode, or nothing requiring grad), else ops.lenet5_train_forward (one
+        autograd node); on other devices, and for impl="torch", layer by layer."""
+        if self.impl == "ext" and isinstance(images, Tensor) and images.device.type == "cpu":
+            # (Parameters on another device make the ops raise, as the layer-by-layer path would.)
             check_images(images)
-            return ops.lenet5_forward(images, self._fused_params())
+            params = self._fused_params()
+            if not torch.is_grad_enabled() or not (images.requires_grad or any(p.requires_grad for p in params)):
+                return ops.lenet5_forward(images, params)
+            return ops.lenet5_train_forward(images, params)[0]
         return self._last(images, "logits")
 
     def _fused_params(self):
@@ -138,14 +143,6 @@ class LeNet5(nn.Module):
         fifteen nn.Module.__getattr__ calls cost as much as a third of the arithmetic)."""
         mods = self._modules
         return tuple(mods[layer]._parameters[kind] for layer, kind in _FUSED_PARAMS)
-
-    def _fused_ok(self, images) -> bool:
-        """CPU images and no gradient wanted. (Parameters on another device make the op raise, as
-        the layer-by-layer path would.)"""
-        if not isinstance(images, Tensor) or images.device.type != "cpu":
-            return False
-        return not torch.is_grad_enabled() or not (images.requires_grad or any(
-            p.requires_grad for p in self._fused_params()))
 
     def features(self, images: Tensor) -> Tensor:
         """The 84-unit F6 layer's output (after its sigmoid), (N, 84)."""

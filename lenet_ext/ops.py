@@ -8,6 +8,8 @@ for torch.compile, and autograd formulas that call our explicit backward ops.
     linear(x, weight, bias, sigmoid)                 == F.linear(x, weight, bias), then sigmoid if asked
     lenet5_forward(images, params)                   == LeNet-5's forward, all layers in one op
                                                         (CPU, inference only: no autograd)
+    lenet5_train_forward(images, params)             == the same for training: (logits, activations),
+                                                        one op and one autograd node (CPU)
 
 Autograd is registered in C++ (csrc/autograd.cpp). Argument errors come from the kernels (C++)
 in eager mode and from the fake kernels below while torch.compile traces: TypeError for a wrong dtype or a
@@ -21,7 +23,7 @@ from torch import Tensor
 
 _ops = torch.ops.lenet_ext
 
-__all__ = ["conv2d_sigmoid", "avg_pool2d", "conv2d_sigmoid_pool", "linear", "lenet5_forward"]
+__all__ = ["conv2d_sigmoid", "avg_pool2d", "conv2d_sigmoid_pool", "linear", "lenet5_forward", "lenet5_train_forward"]
 
 # lenet5_forward's parameters, in its schema's order.
 LENET5_PARAMS = ("c1.weight", "c1.bias", "c3.weight", "c3.bias", "c5.weight", "c5.bias", "f6.weight", "f6.bias",
@@ -181,11 +183,41 @@ def lenet5_forward(images: Tensor, params: Sequence[Tensor]) -> Tensor:
     running c1, s2, c3, s4, c5, f6 and the output layer through the ops above. `params` are the
     ten tensors named in LENET5_PARAMS, in that order. CPU only and without autograd: for
     inference (LeNet5(impl="ext") uses it when no gradient is wanted)."""
+    return _ops.lenet5_forward.default(images, *_lenet5_params(params))
+
+
+def _lenet5_params(params: Sequence[Tensor]) -> Tuple[Tensor, ...]:
     params = tuple(params)
     if len(params) != len(LENET5_PARAMS):
-        raise ValueError(f"lenet_ext: lenet5_forward takes {len(LENET5_PARAMS)} parameters "
+        raise ValueError(f"lenet_ext: LeNet-5's ops take {len(LENET5_PARAMS)} parameters "
                          f"({', '.join(LENET5_PARAMS)}), got {len(params)}")
-    return _ops.lenet5_forward.default(images, *params)
+    return params
+
+
+def lenet5_train_forward(images: Tensor, params: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+    """LeNet-5's forward for training in one op: returns (logits, c1, s2, c3, s4, c5, f6), the logits
+    and every activation (c1 and c3 before pooling, c5 as (N, 120, 1, 1)), equal to running the
+    layer ops one by one. One autograd node for the whole network: gradients flow through the
+    logits to the images and the ten parameters (LENET5_PARAMS order); the activations are
+    returned without gradient. CPU only (LeNet5(impl="ext") uses it when gradients are wanted)."""
+    return _ops.lenet5_train_forward.default(images, *_lenet5_params(params))
+
+
+@torch.library.register_fake("lenet_ext::lenet5_train_forward")
+def _lenet5_train_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb):
+    logits = _lenet5_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb)
+    n, new = images.shape[0], images.new_empty
+    return (logits, new((n, 6, 28, 28)), new((n, 6, 14, 14)), new((n, 16, 10, 10)), new((n, 16, 5, 5)),
+            new((n, 120, 1, 1)), new((n, 84)))
+
+
+@torch.library.register_fake("lenet_ext::lenet5_train_backward")
+def _lenet5_train_backward_fake(grad_logits, images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw,
+                                images_grad):
+    _check_floating(grad_logits, "grad_logits", images, "images")
+    new = images.new_empty
+    return (new(images.shape if images_grad else (0,)), new(c1w.shape), new((6,)), new(c3w.shape), new((16,)),
+            new(c5w.shape), new((120,)), new(f6w.shape), new((84,)), new(outw.shape), new((outw.shape[0],)))
 
 
 @torch.library.register_fake("lenet_ext::lenet5_forward")

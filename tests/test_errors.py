@@ -84,10 +84,33 @@ MODEL = [
      "c3_weight must have shape [16, 6, 5, 5]"),
     ("fused: float64 f6", lambda: ops.lenet5_forward(x4(2, 1, 28, 28), _params(f6=x4(84, 120, dtype=torch.float64))),
      TypeError, "f6_weight has dtype Double"),
-    ("fused: 9 params", lambda: ops.lenet5_forward(x4(2, 1, 28, 28), _params()[:9]), ValueError, "takes 10"),
+    ("fused: 9 params", lambda: ops.lenet5_forward(x4(2, 1, 28, 28), _params()[:9]), ValueError, "take 10"),
     ("fused: int images", lambda: ops.lenet5_forward(torch.ones(2, 1, 28, 28, dtype=torch.int32), _params()),
      TypeError, "images must be float32 or float64"),
+    ("train op: 32x32 images", lambda: ops.lenet5_train_forward(x4(2, 1, 32, 32), _params()), ValueError,
+     "(N, 1, 28, 28)"),
+    ("train op: wrong c3", lambda: ops.lenet5_train_forward(x4(2, 1, 28, 28), _params(c3=x4(16, 3, 5, 5))),
+     ValueError, "c3_weight must have shape [16, 6, 5, 5]"),
+    ("train op: float64 f6",
+     lambda: ops.lenet5_train_forward(x4(2, 1, 28, 28), _params(f6=x4(84, 120, dtype=torch.float64))), TypeError,
+     "f6_weight has dtype Double"),
+    ("train op: 11 params", lambda: ops.lenet5_train_forward(x4(2, 1, 28, 28), _params() + [x4(3)]), ValueError,
+     "take 10"),
+    ("train backward: grad_logits shape", lambda: _train_backward(grad_shape=(2, 9)), ValueError,
+     "grad_logits must have shape [2, 10]"),
+    ("train backward: activation shape", lambda: _train_backward(c3_shape=(2, 16, 9, 9)), ValueError, "activation"),
 ]
+
+
+def _train_backward(grad_shape=(2, 10), c3_shape=None):
+    params = _params()
+    x = x4(2, 1, 28, 28)
+    logits, c1, s2, c3, s4, c5, f6 = ops.lenet5_train_forward(x, params)
+    if c3_shape is not None:
+        c3 = x4(*c3_shape)
+    c1w, _, c3w, _, c5w, _, f6w, _, ow, _ = params
+    return torch.ops.lenet_ext.lenet5_train_backward(x4(*grad_shape), x, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w,
+                                                     ow, True)
 
 
 def _params(c3=None, f6=None):

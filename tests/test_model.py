@@ -142,7 +142,8 @@ def test_compile_fullgraph_forward_and_backward():
 
 
 def test_compile_traces_our_ops():
-    """The compiled graph calls lenet_ext ops, not torch's conv/pool/linear."""
+    """The compiled graph calls lenet_ext ops, not torch's conv/pool/linear (on the CPU with
+    gradients wanted: the training op for the whole network)."""
     torch._dynamo.reset()
     ext, _ = pair()
     graphs = []
@@ -154,20 +155,20 @@ def test_compile_traces_our_ops():
     torch.compile(ext, backend=backend, fullgraph=True)(images(4))
     assert len(graphs) == 1
     targets = {str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"}
-    assert any("lenet_ext.conv2d_sigmoid" in t for t in targets), targets
+    assert any("lenet_ext.lenet5_train_forward" in t for t in targets), targets
     assert not any("conv2d" in t and "lenet_ext" not in t for t in targets), targets
 
 
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "frozen"])
 def test_inference_runs_the_fused_forward(mode, monkeypatch):
     """On the CPU with no gradient wanted, LeNet5(impl="ext") runs ops.lenet5_forward (one op for the
-    whole network) and gives the layer-by-layer logits; with gradients it goes layer by layer."""
+    whole network) and gives the layer-by-layer logits; with gradients it runs the training op."""
     ext, ref = pair()
     x = images(9)
     calls = []
     fused = lenet_ext.ops.lenet5_forward
     monkeypatch.setattr(lenet_ext.ops, "lenet5_forward", lambda *a: calls.append(1) or fused(*a))
-    layered = ext(x)  # parameters require grad: layer by layer
+    layered = ext(x)  # parameters require grad: the training op
     assert calls == [] and layered.requires_grad
     if mode == "no_grad":
         with torch.no_grad():

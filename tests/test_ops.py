@@ -451,3 +451,86 @@ def test_lenet5_forward_noncontiguous_and_empty():
 def test_opcheck_lenet5_forward():
     _, params = lenet_params()
     torch.library.opcheck(torch.ops.lenet_ext.lenet5_forward.default, (torch.rand(3, 1, 28, 28), *params))
+
+
+# ----------------------------------------------------------------------------- fused LeNet-5 training op
+
+def train_params(dtype=torch.float32, classes=10):
+    model, params = lenet_params(dtype, classes)
+    return tuple(p.clone().requires_grad_() for p in params)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [1, 5, 33])
+def test_lenet5_train_forward_matches_the_layers(batch, dtype):
+    """ops.lenet5_train_forward runs the layer ops' kernels in the layers' order: its logits,
+    activations and every gradient (images and the ten parameters) have the same bits as the layer
+    ops composed under autograd, and match torch's layers within the float32 tolerance."""
+    params = train_params(dtype, classes=7)
+    x = (torch.rand(batch, 1, 28, 28, dtype=dtype) * 2 - 0.5).requires_grad_()
+    logits, c1, s2, c3, s4, c5, f6 = ops.lenet5_train_forward(x, params)
+    assert logits.requires_grad and not any(t.requires_grad for t in (c1, s2, c3, s4, c5, f6))
+
+    c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, ow, ob = params
+    l_s2, l_c1 = ops.conv2d_sigmoid_pool(x, c1w, c1b, 2, 2)
+    l_s4, l_c3 = ops.conv2d_sigmoid_pool(l_s2, c3w, c3b, 0, 2)
+    l_c5 = ops.conv2d_sigmoid(l_s4, c5w, c5b)
+    l_f6 = ops.linear(l_c5.flatten(1), f6w, f6b, True)
+    l_logits = ops.linear(l_f6, ow, ob, False)
+    for fused, layered in zip((logits, c1, s2, c3, s4, c5, f6), (l_logits, l_c1, l_s2, l_c3, l_s4, l_c5, l_f6)):
+        assert torch.equal(fused, layered.detach())
+
+    grad = torch.randn_like(logits)
+    fused_grads = torch.autograd.grad(logits, (x, *params), grad)
+    layer_grads = torch.autograd.grad(l_logits, (x, *params), grad)
+    for fused, layered in zip(fused_grads, layer_grads):
+        assert fused.abs().max() > 0
+        assert torch.equal(fused, layered)
+
+    ref = lenet_ext.LeNet5("torch", num_classes=7).to(dtype)
+    with torch.no_grad():
+        for p, value in zip(ref._fused_params(), params):
+            p.copy_(value)
+    ref_logits = ref(x)
+    ref_grads = torch.autograd.grad(ref_logits, (x, *ref._fused_params()), grad)
+    close(logits, ref_logits.detach(), dtype)
+    for fused, expected in zip(fused_grads, ref_grads):
+        close(fused, expected, dtype)
+
+
+def test_lenet5_train_forward_gradcheck():
+    params = train_params(torch.float64, classes=3)
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, *p: ops.lenet5_train_forward(x, p)[0], (x, *params), fast_mode=True)
+
+
+def test_lenet5_train_forward_partial_grads():
+    """Only what requires grad gets a gradient; frozen layers and the images get none."""
+    params = train_params()
+    frozen = [p.requires_grad_(i >= 6) for i, p in enumerate(params)]  # only f6 and the output layer train
+    x = torch.rand(4, 1, 28, 28)
+    logits = ops.lenet5_train_forward(x, frozen)[0]
+    logits.sum().backward()
+    assert x.grad is None
+    assert all(p.grad is None for p in frozen[:6]) and all(p.grad is not None for p in frozen[6:])
+
+
+def test_opcheck_lenet5_train_ops():
+    params = train_params()
+    x = torch.rand(3, 1, 28, 28)
+    torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_forward.default, (x, *params))
+    torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_forward.default, (x.requires_grad_(), *params))
+    with torch.no_grad():
+        logits, c1, s2, c3, s4, c5, f6 = ops.lenet5_train_forward(x, params)
+    c1w, _, c3w, _, c5w, _, f6w, _, ow, _ = (p.detach() for p in params)
+    for images_grad in (True, False):
+        torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_backward.default,
+                              (torch.randn_like(logits), x.detach(), c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, ow,
+                               images_grad))
+
+
+def test_model_trains_through_one_node():
+    """LeNet5(impl="ext") on the CPU with gradients: one autograd node for the whole network."""
+    model = lenet_ext.LeNet5("ext")
+    logits = model(torch.rand(2, 1, 28, 28))
+    assert "LeNet5Train" in logits.grad_fn.name()

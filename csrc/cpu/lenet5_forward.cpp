@@ -16,31 +16,12 @@ namespace lenet_ext {
 namespace cpu {
 namespace {
 
-void check_param(const at::Tensor& t, const char* name, const at::Tensor& images, std::vector<int64_t> shape) {
-  check_shaped(t, name, images, "images", shape);  // LeNet-5's shape
-}
-
 at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, const at::Tensor& c1b,
                               const at::Tensor& c3w, const at::Tensor& c3b, const at::Tensor& c5w,
                               const at::Tensor& c5b, const at::Tensor& f6w, const at::Tensor& f6b,
                               const at::Tensor& outw, const at::Tensor& outb) {
-  check_floating(images, "images");
-  TORCH_CHECK_VALUE(images.dim() == 4 && images.size(1) == 1 && images.size(2) == 28 && images.size(3) == 28,
-                    "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
-  check_param(c1w, "c1_weight", images, {6, 1, 5, 5});
-  check_param(c1b, "c1_bias", images, {6});
-  check_param(c3w, "c3_weight", images, {16, 6, 5, 5});
-  check_param(c3b, "c3_bias", images, {16});
-  check_param(c5w, "c5_weight", images, {120, 16, 5, 5});
-  check_param(c5b, "c5_bias", images, {120});
-  check_param(f6w, "f6_weight", images, {84, 120});
-  check_param(f6b, "f6_bias", images, {84});
-  check_like(outw, "output_weight", images, "images");
-  TORCH_CHECK_VALUE(outw.dim() == 2 && outw.size(1) == 84 && outw.size(0) >= 1,
-                    "lenet_ext: output_weight must have shape (classes, 84), got ", outw.sizes());
-  check_param(outb, "output_bias", images, {outw.size(0)});
-
-  const int64_t N = images.size(0), classes = outw.size(0);
+  const int64_t classes = check_lenet5_args(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
+  const int64_t N = images.size(0);
   const at::Tensor x = images.contiguous();
   const std::array<at::Tensor, 10> params = {c1w.contiguous(), c1b.contiguous(), c3w.contiguous(),
                                              c3b.contiguous(), c5w.contiguous(), c5b.contiguous(),
