@@ -1,6 +1,6 @@
-// Helpers shared by the CPU op files: a deterministic split of the batch into per-thread
-// chunks, and the in-order reduction of per-chunk partial gradients. (The arithmetic is in
-// kernels_impl.h.)
+// Helpers shared by the CPU op files: the split of a batch into chunks that torch's threads
+// take in turn (a split set by the batch size alone), the in-order reduction of per-chunk
+// partial gradients, and the dense layers' backward. (The arithmetic is in kernels_impl.h.)
 #pragma once
 
 #include <ATen/Parallel.h>

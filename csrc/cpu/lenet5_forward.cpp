@@ -6,7 +6,6 @@
 #include <torch/library.h>
 
 #include <array>
-#include <vector>
 
 #include "../checks.h"
 #include "common.h"
