@@ -41,9 +41,6 @@ inline int64_t dense_chunks(int64_t n, int64_t K, int64_t O) {
   return std::max<int64_t>(1, std::min<int64_t>(n, at::get_num_threads()));
 }
 
-// The most rows a chunk has when [0, n) is split into `chunks`.
-inline int64_t max_chunk(int64_t n, int64_t chunks) { return (n + chunks - 1) / chunks; }
-
 // The chunks of [0, n), handed out in order to whichever thread asks next: chunk c is
 // [n * c / chunks, n * (c + 1) / chunks).
 class ChunkQueue {

@@ -50,7 +50,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const ConvShape& s, const at::Tensor&
     // A window over the whole input (c5) is a dense layer: a chunk per thread, each streaming the weight once.
     const int64_t chunks = s.whole_input() ? dense_chunks(s.N, s.K(), s.O) : num_chunks(s.N);
     parallel_chunks(s.N, chunks, [&](ChunkQueue& queue) {
-      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, max_chunk(s.N, chunks)));
+      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s));
       for (int64_t c, n0, n1; queue.pop(c, n0, n1);)
         k.conv_forward(s, xp, wp, bp, yp, n0, n1, scratch.data(), pool, pp);
     });
@@ -93,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
     const int64_t part_size = s.O * K + s.O;  // private dw then db, per chunk
     Scratch<scalar_t> partial(chunks * part_size);  // zeroed chunk by chunk, by the thread that takes it
     parallel_chunks(s.N, chunks, [&](ChunkQueue& queue) {
-      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s, max_chunk(s.N, chunks)));
+      Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s));
       for (int64_t c, n0, n1; queue.pop(c, n0, n1);) {
         scalar_t* pw = partial.data() + c * part_size;
         std::fill(pw, pw + part_size, scalar_t(0));

@@ -77,6 +77,10 @@ inline T hsum(const Vec<T>& v) {
 #endif
 typedef int32_t LaneMask32 __attribute__((vector_size(kVecBytes)));
 typedef int64_t LaneMask64 __attribute__((vector_size(kVecBytes)));
+// The mask type for vectors of T (a type that depends on T, so that a shuffle of another width is
+// checked only where it is instantiated).
+template <typename T>
+using LaneMask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
 
 // out[i] = the sum of v[i]'s lanes for four vectors. For 8 floats, lanes added pairwise across the
 // four at once (three rounds of shuffles and adds, then the two halves): about a fifth of the work
@@ -85,7 +89,7 @@ typedef int64_t LaneMask64 __attribute__((vector_size(kVecBytes)));
 template <typename T>
 inline void hsum4(const Vec<T>* v, T* out) {
   if constexpr (kVecLen<T> == 8 && sizeof(T) == 4) {
-    using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;  // (dependent on T)
+    using Mask = LaneMask<T>;
     // (v0 lanes 0+1, v1 0+1, v0 2+3, v1 2+3, ...), the same for v2, v3
     const Vec<T> t0 = LENET_EXT_SHUFFLE(v[0], v[1], 0, 8, 2, 10, 4, 12, 6, 14) +
                       LENET_EXT_SHUFFLE(v[0], v[1], 1, 9, 3, 11, 5, 13, 7, 15);

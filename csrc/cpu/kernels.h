@@ -32,12 +32,12 @@ template <typename T>
 struct CpuKernels {
   // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1), and, when `pooled` is not null,
   // pooled[n] = its average over pool x pool windows (stride pool, floor: (O, OH/pool, OW/pool)).
-  // scratch: conv_scratch_size(s, n1 - n0) values.
+  // scratch: conv_scratch_size(s) values, whatever the number of images.
   void (*conv_forward)(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
                        T* scratch, int64_t pool, T* pooled);
   // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null). The gradient
   // reaching y is gy (if not null) plus, if gpool is not null, gpool spread back over its pooling
-  // windows (pool x pool, divided by pool^2). scratch: conv_scratch_size(s, n1 - n0) values.
+  // windows (pool x pool, divided by pool^2). scratch: conv_scratch_size(s) values.
   // Not for a window over the whole input (P = 1): that is a dense layer (dense_backward in common.h).
   void (*conv_backward)(const ConvShape& s, const T* gy, const T* gpool, int64_t pool, const T* y, const T* x,
                         const T* w, T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch);
@@ -72,13 +72,14 @@ constexpr int64_t wide_dcol_ld(const ConvShape& s) {
   return wide_dcol_guard(s) + (plane > s.Pw() ? plane : s.Pw());
 }
 
-// Scratch values of type T a chunk of `rows` images needs, forward or backward (P = 1: none;
-// the dense layer needs no scratch). The wide form (stride 1): the offsets and the padded input,
-// then backward g (O x Pw), dcol (KH * KW rows of wide_dcol_ld), the padded input's gradient and,
-// for the channel-vectorized weight gradient, g^T (P x O) and dw^T (K x O); forward needs less
-// (z, O x Pw, or w^T and the (P x O) output). Else (im2col): g (O x Pp), col and dcol (K x Pp each).
+// Scratch values of type T a convolution needs for any number of images (one image's worth,
+// reused), forward or backward (P = 1: none; the dense layer needs no scratch). The wide form
+// (stride 1): the offsets and the padded input, then backward g (O x Pw), dcol (KH * KW rows of
+// wide_dcol_ld), the padded input's gradient and, for the channel-vectorized weight gradient,
+// g^T (P x O) and dw^T (K x O); forward needs less (z, O x Pw, or w^T and the (P x O) output).
+// Else (im2col): g (O x Pp), col and dcol (K x Pp each).
 template <typename T>
-constexpr int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
+constexpr int64_t conv_scratch_size(const ConvShape& s) {
   if (s.whole_input()) return 0;
   if (s.wide())
     return wide_offsets_size<T>(s) + 2 * s.padded_image() + s.O * s.Pw() + s.KH * s.KW * wide_dcol_ld(s) +
@@ -91,7 +92,7 @@ constexpr int64_t conv_scratch_size(const ConvShape& s, int64_t rows) {
 // images, and a group's s4, c5 and f6 outputs (the layout lenet5_forward in kernels_impl.h uses).
 template <typename T>
 constexpr int64_t lenet5_conv_scratch_size() {
-  const int64_t c1 = conv_scratch_size<T>(kLeNetC1, 1), c3 = conv_scratch_size<T>(kLeNetC3, 1);
+  const int64_t c1 = conv_scratch_size<T>(kLeNetC1), c3 = conv_scratch_size<T>(kLeNetC3);
   return c1 > c3 ? c1 : c3;
 }
 

@@ -242,7 +242,7 @@ void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t l
 template <typename T, int Odd>
 inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
   constexpr int L = kVecLen<T>;
-  using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
+  using Mask = LaneMask<T>;
   if constexpr (L == 8)
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14);
   else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);
@@ -255,7 +255,7 @@ template <typename T>
 inline void transpose_block(const T* src, int64_t lds, T* dst, int64_t ldd) {
   constexpr int L = kVecLen<T>;
   if constexpr (L == 8 && sizeof(T) == 4) {
-    using Mask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;  // (dependent on T: checked only here)
+    using Mask = LaneMask<T>;
     Vec<T> r[8], t[8];
     for (int i = 0; i < 8; ++i) r[i] = load(src + i * lds);
     for (int i = 0; i < 8; i += 2) {  // t: pairs of rows interleaved
@@ -487,8 +487,7 @@ __attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, co
     // computed (the wide rows would waste 40% on c3), and no horizontal sums.
     T* wt = ws.rest;        // K x O
     T* out = wt + K * s.O;  // P x O
-    for (int64_t o = 0; o < s.O; ++o)
-      for (int64_t k = 0; k < K; ++k) wt[k * s.O + o] = w[o * K + k];
+    transpose(w, K, s.O, K, wt, s.O);
     for (int64_t n = n0; n < n1; ++n) {
       // Only real outputs' taps are read: without padding, that is the image itself, in place.
       const T* xin = x + n * image;
