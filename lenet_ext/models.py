@@ -11,9 +11,19 @@ only in which functions run the layers:
     c5  conv 16->120, 5x5, sigmoid             (N, 120, 1, 1)
     f6  linear 120->84, sigmoid                (N, 84)
     logits  linear 84->10                      (N, 10)
+
+Two variants, for the study's error log (python -m lenet_ext.experiments): bias=False drops the
+biases of f6 and the output layer (the convolutions keep theirs), and c5="linear" replaces the
+C5 convolution by s4 flattened into a 400->120 linear layer plus sigmoid (the same function: on
+a 5x5 input the 5x5 convolution is that linear layer; c5_as_linear converts the weights). The
+variants run layer by layer through our ops; the fused whole-network ops serve the default model.
+
+On CUDA the fused ops (conv2d_sigmoid_pool, lenet5_forward, lenet5_train_forward) are taken only
+with LENET_EXT_CUDA_FUSED=1 until a GPU run has validated their kernels; else layer by layer.
 """
+import os
 from collections import OrderedDict
-from typing import Dict
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +32,15 @@ from torch import Tensor, nn
 from . import ops
 
 IMPLS = ("ext", "torch")
+C5_KINDS = ("conv", "linear")
 LAYERS = ("c1", "s2", "c3", "s4", "c5", "f6", "logits")
+# The CUDA kernels of the fused ops have not yet passed on a GPU: opt-in until they have.
+CUDA_FUSED = os.environ.get("LENET_EXT_CUDA_FUSED", "") == "1"
+
+
+def fused_on(device: torch.device) -> bool:
+    """Whether LeNet5(impl="ext") takes the fused ops on this device."""
+    return device.type == "cpu" or (device.type == "cuda" and CUDA_FUSED)
 
 
 def _ext_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -30,9 +48,9 @@ def _ext_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
 
 
 def _ext_conv_pool(conv: nn.Conv2d, x: Tensor):
-    """(activation, pooled): conv + sigmoid and the 2x2 average pool after it; one op on the CPU
-    (the fused op has no CUDA kernel yet: there, the two ops)."""
-    if x.device.type != "cpu":
+    """(activation, pooled): conv + sigmoid and the 2x2 average pool after it, in one op (on CUDA
+    only with LENET_EXT_CUDA_FUSED=1; else the two ops)."""
+    if not fused_on(x.device):
         activation = _ext_conv(conv, x)
         return activation, ops.avg_pool2d(activation, 2)
     pooled, activation = ops.conv2d_sigmoid_pool(x, conv.weight, conv.bias, conv.padding[0], 2)
@@ -84,19 +102,28 @@ class LeNet5(nn.Module):
     of one loads into the other.
     """
 
-    def __init__(self, impl: str = "ext", num_classes: int = 10):
+    def __init__(self, impl: str = "ext", num_classes: int = 10, bias: bool = True, c5: str = "conv"):
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"LeNet5: impl must be one of {IMPLS}, got {impl!r}")
-        self.impl = impl
+        if not isinstance(bias, bool):
+            raise TypeError(f"LeNet5: bias must be a bool, got {type(bias).__name__}")
+        if c5 not in C5_KINDS:
+            raise ValueError(f"LeNet5: c5 must be one of {C5_KINDS}, got {c5!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"LeNet5: num_classes must be a positive int, got {num_classes!r}")
+        self.impl, self.bias, self.c5_kind = impl, bias, c5
         self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)
         self.c3 = nn.Conv2d(6, 16, kernel_size=5)
-        self.c5 = nn.Conv2d(16, 120, kernel_size=5)
-        self.f6 = nn.Linear(120, 84)
-        self.output = nn.Linear(84, num_classes)
+        self.c5 = nn.Conv2d(16, 120, kernel_size=5) if c5 == "conv" else nn.Linear(400, 120)
+        self.f6 = nn.Linear(120, 84, bias=bias)
+        self.output = nn.Linear(84, num_classes, bias=bias)
+        # The fused whole-network ops take the default network only.
+        self._fusable = bias and c5 == "conv"
 
     def extra_repr(self) -> str:
-        return f"impl={self.impl!r}"
+        variant = ("" if self.bias else ", bias=False") + ("" if self.c5_kind == "conv" else ", c5='linear'")
+        return f"impl={self.impl!r}{variant}"
 
     def _layers(self, images: Tensor, until: str = "logits"):
         """Yields (name, output) for each layer in order, stopping after `until`."""
@@ -108,7 +135,7 @@ class LeNet5(nn.Module):
         activation, x = conv_pool(self.c3, x)
         yield "c3", activation
         yield "s4", x
-        x = conv(self.c5, x)
+        x = conv(self.c5, x) if self.c5_kind == "conv" else linear(self.c5, x.flatten(1), True)
         yield "c5", x
         if until == "c5":
             return
@@ -126,10 +153,11 @@ class LeNet5(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """(N, 1, 28, 28) images -> (N, num_classes) logits.
 
-        impl="ext" on the CPU runs the whole network as one op: ops.lenet5_forward without autograd
+        impl="ext" runs the whole network as one op: ops.lenet5_forward without autograd
         (no_grad / inference_mode, or nothing requiring grad), else ops.lenet5_train_forward (one
-        autograd node); on other devices, and for impl="torch", layer by layer."""
-        if self.impl == "ext" and isinstance(images, Tensor) and images.device.type == "cpu":
+        autograd node), on the CPU (and on CUDA with LENET_EXT_CUDA_FUSED=1); elsewhere, for the
+        variants and for impl="torch", layer by layer."""
+        if self.impl == "ext" and self._fusable and isinstance(images, Tensor) and fused_on(images.device):
             # (Parameters on another device make the ops raise, as the layer-by-layer path would.)
             check_images(images)
             params = self._fused_params()
@@ -151,3 +179,23 @@ class LeNet5(nn.Module):
     def activations(self, images: Tensor) -> Dict[str, Tensor]:
         """Every layer's output, in order: c1, s2, c3, s4, c5, f6, logits."""
         return OrderedDict(self._layers(images))
+
+
+def model_options(config: Dict[str, Any]) -> Dict[str, Any]:
+    """LeNet5's variant options (bias, c5) from a run's config; runs made before the variants
+    existed have neither and are the default network."""
+    bias, c5 = config.get("bias", True), config.get("c5", "conv")
+    if not isinstance(bias, bool):
+        raise ValueError(f"its config's bias must be true or false, got {bias!r}")
+    if c5 not in C5_KINDS:
+        raise ValueError(f"its config's c5 must be one of {C5_KINDS}, got {c5!r}")
+    return {"bias": bias, "c5": c5}
+
+
+def c5_as_linear(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """A default (c5="conv") state_dict converted for LeNet5(c5="linear"): C5's (120, 16, 5, 5)
+    kernel flattened to the (120, 400) weight of the linear layer over flattened s4 (channel, row,
+    column order, as Tensor.flatten orders s4). The two networks then compute the same function."""
+    out = dict(state)
+    out["c5.weight"] = state["c5.weight"].reshape(state["c5.weight"].shape[0], -1).clone()
+    return out

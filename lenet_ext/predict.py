@@ -3,36 +3,64 @@
     python -m lenet_ext.predict --checkpoint runs/RUN/best.pt digit.png other.jpg
     python -m lenet_ext.predict --checkpoint runs/RUN/best.pt --idx t10k-images-idx3-ubyte.gz --index 7
 
-Images of any size, white-on-black or black-on-white, are prepared as MNIST's digits were:
-grayscale, the background made black, the digit scaled to fit a 20x20 box and centred by its
-centre of mass in a 28x28 image. Prints the predicted class and the top-3 probabilities.
+Images of any size, white-on-black or black-on-white (or a digit on a transparent background),
+are prepared as MNIST's digits were: grayscale, the background made black, the digit scaled to
+fit a 20x20 box and centred by its centre of mass in a 28x28 image. Prints the predicted class
+and the top-3 probabilities. A file that cannot be used is reported on its own line and the
+others are still predicted (exit status 1 if any failed).
+
+Decoding is bounded: images over 40 megapixels are refused (JPEGs are reduced while decoding,
+so a large photo is fine), and every image is reduced to at most 1024 pixels a side before the
+preparation, so memory stays well under a gigabyte whatever the file claims.
 """
 import argparse
+import io
 import sys
-from typing import List, Tuple
+import warnings
+from typing import List, Tuple, Union
 
 import numpy as np
 import torch
 
-from . import checkpoint, data
+from . import checkpoint, cli, data
+from .errors import UserError
 from .models import LeNet5
 
+MAX_PIXELS = 40_000_000   # larger images are refused (a 40 MP RGBA image is 160 MB decoded)
+WORK_SIDE = 1024          # images are reduced to at most this many pixels a side before preparation
+MIN_CONTRAST = 8.0        # of 255: below this the image holds no digit (a blank or noise-only image)
 
-class ImageError(ValueError):
+
+class ImageError(UserError, ValueError):
     """An image file that cannot be read or holds no digit."""
 
 
 def prepare(pixels: np.ndarray) -> np.ndarray:
-    """A 2-D grayscale array (any size, 0..255) -> 28x28 uint8, white digit on black, MNIST-style."""
-    img = pixels.astype(np.float64)
-    if img.ndim != 2 or min(img.shape) < 2:
-        raise ImageError(f"expected a 2-D image, got shape {img.shape}")
+    """A 2-D grayscale array (any size; 0..255, or floats in 0..1) -> 28x28 uint8, white digit on
+    black, MNIST-style. ImageError if it is not a usable 2-D image or holds no digit."""
+    img = np.asarray(pixels)
+    if img.ndim != 2:
+        raise ImageError(f"expected a 2-D grayscale image, got an array of shape {img.shape}")
+    if min(img.shape) < 2:
+        raise ImageError(f"the image is {img.shape[1]} x {img.shape[0]} pixels: too small to hold a digit "
+                         "(at least 2 x 2)")
+    if img.dtype == bool:
+        img = img.astype(np.float64) * 255.0
+    img = img.astype(np.float64)
+    if not np.isfinite(img).all():
+        raise ImageError("the image holds NaN or infinite pixel values")
+    lo, hi = float(img.min()), float(img.max())
+    if np.issubdtype(np.asarray(pixels).dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        img = img * 255.0  # a float image in 0..1
+    elif lo < 0.0 or hi > 255.0:
+        img = (img - lo) / (hi - lo) * 255.0  # another range: stretch it to 0..255
+
     def border(a):
         return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     if np.median(border(img)) > 127:  # dark digit on a light background: invert
         img = 255.0 - img
     img = np.clip(img - np.median(border(img)), 0, 255)  # background to 0
-    if img.max() <= 0:
+    if img.max() < MIN_CONTRAST:
         raise ImageError("the image is blank: no digit found")
     rows, cols = np.flatnonzero(img.max(1) > 0.1 * img.max()), np.flatnonzero(img.max(0) > 0.1 * img.max())
     img = img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -56,46 +84,129 @@ def prepare(pixels: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def read_image(path: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+_ALPHA_MODES = ("LA", "PA", "RGBA", "RGBa")
+_NUMERIC_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _gray_and_alpha(im) -> Tuple[object, object]:
+    """(grayscale image in mode L or F, alpha in mode L or None) for an image of any PIL mode."""
+    if im.mode == "La":  # premultiplied: undo it by hand (PIL converts La to nothing else)
+        arr = np.asarray(im, dtype=np.float64)
+        alpha = arr[..., 1]
+        gray = np.where(alpha > 0, arr[..., 0] * 255.0 / np.maximum(alpha, 1), 0.0)
+        from PIL import Image
+        return Image.fromarray(gray.astype(np.float32), "F"), Image.fromarray(alpha.astype(np.uint8), "L")
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            return rgba.convert("L"), alpha
+        return rgba.convert("L"), None
+    if im.mode in _NUMERIC_MODES:
+        return im.convert("F"), None
+    if im.mode == "LAB":
+        return im.getchannel(0), None
+    return im.convert("L"), None
+
+
+def _reduce(im):
+    factor = max(1, -(-max(im.size) // WORK_SIDE))
+    return im.reduce(factor) if factor > 1 else im
+
+
+def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """A digit on a transparent background, flattened onto white or onto black: whichever shows
+    it with more contrast (black ink on white, or white ink on black)."""
+    a = alpha / 255.0
+    on_white, on_black = a * gray + (1 - a) * 255.0, a * gray
+    return on_white if on_white.std() >= on_black.std() else on_black
+
+
+def decode(source: Union[str, bytes], name: str = "") -> np.ndarray:
+    """An image file (path or bytes) -> 2-D float64 grayscale in 0..255, at most WORK_SIDE pixels a
+    side; ImageError with a one-line reason for anything that is not a usable image."""
+    from PIL import Image
+    name = name or (source if isinstance(source, str) else "image")
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")  # transparent background counts as white
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(background, rgba)
-            return np.asarray(im.convert("L"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"{path}: cannot read as an image ({exc})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                if im.format == "JPEG":
+                    im.draft("L", (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise ImageError(f"{name}: {w} x {h} pixels ({w * h / 1e6:.0f} megapixels) is more than the "
+                                     f"{MAX_PIXELS // 1_000_000} megapixels this reads; scale it down first")
+                if min(w, h) < 2:
+                    raise ImageError(f"{name}: the image is {w} x {h} pixels: too small to hold a digit "
+                                     "(at least 2 x 2)")
+                im.load()
+                gray, alpha = _gray_and_alpha(im)
+                gray = np.asarray(_reduce(gray), dtype=np.float64)
+                if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                    gray = gray / 257.0
+                elif im.mode in ("I", "F") and gray.size and np.isfinite(gray).all():
+                    lo, hi = float(gray.min()), float(gray.max())
+                    if lo >= 0 and hi <= 1.0:
+                        gray = gray * 255.0
+                    elif lo < 0 or hi > 255:
+                        gray = (gray - lo) / max(hi - lo, 1e-12) * 255.0
+                if alpha is not None:
+                    gray = _composite(gray, np.asarray(_reduce(alpha), dtype=np.float64))
+                return gray
+    except ImageError:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageError(f"{name}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{name}: is a folder, expected an image file") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
+    except MemoryError as exc:
+        raise ImageError(f"{name}: too large to decode") from exc
+    except Exception as exc:  # PIL raises many kinds of errors for corrupt or unknown files
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ImageError(f"{name}: cannot read as an image ({reason})") from exc
+
+
+def read_image(path: str) -> np.ndarray:
+    """decode() of an image file."""
+    return decode(path, path)
 
 
 def load_model(path: str, device="cpu") -> Tuple[LeNet5, List[str]]:
-    state = checkpoint.load(path)
-    if "model" not in state or "impl" not in state:
-        raise checkpoint.CheckpointError(f"{path}: holds no model weights")
-    model = LeNet5(impl=state["impl"]).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
-    classes = data.DATASETS[state.get("config", {}).get("dataset", "mnist")]["classes"]
+    """(the checkpoint's model in eval mode on device, its class names); CheckpointError if unusable."""
+    model, state = checkpoint.model_from_checkpoint(path, device=device)
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    dataset = config.get("dataset", "mnist")
+    classes = data.DATASETS[dataset]["classes"] if dataset in data.DATASETS else [str(i) for i in range(10)]
+    if len(classes) != model.output.out_features:
+        classes = [str(i) for i in range(model.output.out_features)]
     return model, classes
 
 
 @torch.inference_mode()
 def classify(model: LeNet5, digits: np.ndarray, device="cpu") -> torch.Tensor:
-    """(N, 28, 28) uint8 MNIST-style digits -> (N, 10) probabilities."""
+    """(N, 28, 28) uint8 MNIST-style digits -> (N, classes) probabilities."""
     x = data.to_tensor(digits).to(device)
-    return torch.softmax(model(x), 1).cpu()
+    probs = torch.softmax(model(x), 1).cpu()
+    if not torch.isfinite(probs).all():
+        raise UserError("the model's outputs are not finite (NaN or infinite): the checkpoint is unusable")
+    return probs
 
 
-def main(argv=None) -> int:
+def _report(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _main_impl(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet_ext.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", help="PNG/JPEG (or any PIL-readable) image files")
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from python -m lenet_ext.train")
     parser.add_argument("--idx", help="an IDX images file (raw or .gz), with --index")
     parser.add_argument("--index", type=int, action="append", help="digit number(s) in --idx (repeatable)")
-    parser.add_argument("--device", default="cpu", help="(default: cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     args = parser.parse_args(argv)
     if not args.images and not args.idx:
         parser.error("give image files, or --idx FILE --index N")
@@ -103,35 +214,43 @@ def main(argv=None) -> int:
         parser.error("--idx needs --index N")
     if args.index and not args.idx:
         parser.error("--index needs --idx FILE")
-    try:
-        model, classes = load_model(args.checkpoint, args.device)
-        names, digits, status = [], [], 0
-        for path in args.images:
-            try:
-                digits.append(prepare(read_image(path)))
-                names.append(path)
-            except ImageError as exc:
-                print(f"error: {path}: {exc}" if not str(exc).startswith(path) else f"error: {exc}", file=sys.stderr)
+    state = checkpoint.load(args.checkpoint)
+    device = cli.parse_device(args.device, state.get("impl", "ext"))
+    model, classes = load_model(args.checkpoint, device)
+    names, digits, status = [], [], 0
+    for path in args.images:
+        try:
+            digits.append(prepare(read_image(path)))
+            names.append(path)
+        except ImageError as exc:
+            _report(str(exc) if str(exc).startswith(path) else f"{path}: {exc}")
+            status = 1
+    if args.idx:
+        images = data.read_idx(args.idx, "images")
+        for i in args.index:
+            if not 0 <= i < len(images):
+                _report(f"--index {i} out of range: {args.idx} holds {len(images)} images (0..{len(images) - 1})")
                 status = 1
-        if args.idx:
-            images = data.read_idx(args.idx, "images")
-            for i in args.index:
-                if not 0 <= i < len(images):
-                    print(f"error: --index {i} out of range: {args.idx} holds {len(images)} images", file=sys.stderr)
-                    status = 1
-                    continue
+            elif int(images[i].max()) - int(images[i].min()) < MIN_CONTRAST:
+                _report(f"{args.idx}[{i}]: the digit is blank (all its pixels are {int(images[i].min())})")
+                status = 1
+            else:
                 digits.append(images[i])
                 names.append(f"{args.idx}[{i}]")
-        if digits:
-            probs = classify(model, np.stack(digits), args.device)
-            for name, p in zip(names, probs):
-                top = torch.topk(p, 3)
-                ranked = ", ".join(f"{classes[int(c)]} {v:.3f}" for v, c in zip(top.values, top.indices))
-                print(f"{name}: {classes[int(top.indices[0])]}   (top 3: {ranked})")
-        return status
-    except (checkpoint.CheckpointError, data.DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if digits:
+        probs = classify(model, np.stack(digits), device)
+        k = min(3, probs.shape[1])
+        for name, p in zip(names, probs):
+            top = torch.topk(p, k)
+            ranked = ", ".join(f"{classes[int(c)]} {v:.3f}" for v, c in zip(top.values, top.indices))
+            print(f"{name}: {classes[int(top.indices[0])]}   (top {k}: {ranked})")
+    return status
+
+
+def main(argv=None) -> int:
+    """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
+    from . import cli as _cli
+    return _cli.run(_main_impl, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def weights(run_dir, name="last.pt"):
 
 
 def metrics_without_timing(run_dir):
-    return [{k: v for k, v in row.items() if k not in ("images_per_s", "epoch_s")}
+    return [{k: v for k, v in row.items() if k not in ("images_per_s", "epoch_s", "wall_s")}
             for row in checkpoint.read_metrics(run_dir)]
 
 
@@ -106,18 +106,17 @@ def test_interrupted_run_resumes_exactly(tmp_path, offline_env, monkeypatch, cap
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monkeypatch):
-    real_shift = train.random_shift
+    real_fill = train.Batches.fill
     batches = {"n": 0}
 
-    def poisoned(images, max_shift, generator):  # a NaN pixel in the 30th batch, as corrupt data would
+    def poisoned(self, start, stop):  # a NaN pixel in the 30th batch, as corrupt data would
         batches["n"] += 1
-        out = real_shift(images, max_shift, generator)
+        x, y = real_fill(self, start, stop)
         if batches["n"] == 30:
-            out = out.clone()
-            out[0, 0, 14, 14] = float("nan")
-        return out
+            x[0, 0, 14, 14] = float("nan")
+        return x, y
 
-    monkeypatch.setattr(train, "random_shift", poisoned)
+    monkeypatch.setattr(train.Batches, "fill", poisoned)
     code = run_train(["--epochs", "2", "--out", str(tmp_path / "nan")])
     assert code == 1
     err = capsys.readouterr().err
@@ -126,9 +125,11 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monk
     assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-def test_existing_run_folder_is_not_overwritten(trained_run):
-    with pytest.raises(SystemExit):
-        train.main(["--out", trained_run, "--epochs", "1"])
+def test_existing_run_folder_is_not_overwritten(trained_run, capsys):
+    before = {name: os.path.getmtime(os.path.join(trained_run, name)) for name in checkpoint.RUN_FILES}
+    assert train.main(["--out", trained_run, "--epochs", "1"]) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert before == {name: os.path.getmtime(os.path.join(trained_run, name)) for name in checkpoint.RUN_FILES}
 
 
 def test_checkpoint_that_is_not_ours(tmp_path):

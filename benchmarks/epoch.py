@@ -1,0 +1,95 @@
+"""What one training epoch costs beyond its steps: in one process, the median of --epochs whole
+epochs of lenet_ext.train (Run.run_epoch: the training loop, the evaluation of the validation and
+test sets, the checkpoints and metrics files) against the same number of plain training steps
+timed alone.
+
+A plain step is LeNet5 at the training batch size on a batch made up front, cross-entropy,
+backward and a default torch.optim.Adam step: the model and nothing else.
+
+    python -m benchmarks.epoch --data-dir ~/data/mnist            # full MNIST, defaults
+    python -m benchmarks.epoch --epochs 3 --impl torch
+
+Prints one line per epoch and the ratio epoch / steps (1.00 would mean no loop cost at all).
+"""
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+import lenet_ext
+from lenet_ext import checkpoint, train
+
+
+def plain_steps(impl, device, steps, batch_size, seed=0):
+    """Seconds for `steps` plain training steps of a fresh model (after a few warm-up steps)."""
+    torch.manual_seed(seed)
+    model = lenet_ext.LeNet5(impl=impl).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images = torch.randn(batch_size, 1, 28, 28, device=device)
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), labels).backward()
+        opt.step()
+    for _ in range(5):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="the four MNIST IDX files (default: as train finds them)")
+    parser.add_argument("--impl", default="ext", choices=["ext", "torch"], help="(default: ext)")
+    parser.add_argument("--device", default="cpu", help="(default: cpu)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs timed (default: 4)")
+    parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    config = vars(train.build_parser().parse_args([]))
+    config.update(data_dir=args.data_dir, impl=args.impl, epochs=max(args.epochs, 2), batch_size=args.batch_size)
+    config = train.config_from_args(argparse.Namespace(**config))
+    with tempfile.TemporaryDirectory() as run_dir:
+        run = train.Run(config, run_dir, device)
+        steps = run.steps_per_epoch
+        epochs, plain = [], []
+        for e in range(args.epochs):
+            plain.append(plain_steps(args.impl, device, steps, args.batch_size, seed=e))
+            t0 = time.perf_counter()
+            if hasattr(run, "run_epoch"):
+                train_s = run.run_epoch()["epoch_s"]
+            else:  # an older lenet_ext: what its fit() did per epoch
+                train_s = run.train_epoch()[3]
+                train.evaluate(run.model, run.dataset.valid, config["test_batch_size"])
+                train.evaluate(run.model, run.dataset.test, config["test_batch_size"])
+                run.epoch += 1
+                checkpoint.save(os.path.join(run_dir, "best.pt"), {"model": run.model.state_dict()})
+                run.save_last()
+                checkpoint.write_metrics(run_dir, [{"epoch": run.epoch}])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            epochs.append(time.perf_counter() - t0)
+            print(f"epoch {e + 1}: {epochs[-1]:.3f} s (training {train_s:.3f} s, then evaluation and checkpoints); "
+                  f"{steps} plain steps {plain[-1]:.3f} s")
+    e, s = statistics.median(epochs), statistics.median(plain)
+    print(f"{args.impl} on {device}, batch {args.batch_size}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}: median epoch {e:.3f} s, median {steps} plain steps {s:.3f} s, "
+          f"epoch / steps = {e / s:.2f}")
+
+
+if __name__ == "__main__":
+    main()
