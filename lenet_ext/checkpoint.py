@@ -87,9 +87,9 @@ def load(path: str, map_location="cpu") -> Dict[str, Any]:
         raise CheckpointError(f"{path}: not a lenet_ext checkpoint (not a torch checkpoint file, or a corrupt "
                               "one)") from None
     except MemoryError as exc:
-        raise CheckpointError(f"{path}: not a readable lenet_ext checkpoint (out of memory reading it)") from exc
+        raise CheckpointError(f"{path}: not a lenet_ext checkpoint (out of memory reading it)") from exc
     except Exception as exc:  # truncated zip files, random bytes, other torch files
-        raise CheckpointError(f"{path}: not a readable lenet_ext checkpoint (corrupt, truncated or not a torch "
+        raise CheckpointError(f"{path}: not a lenet_ext checkpoint (unreadable: corrupt, truncated or not a torch "
                               f"checkpoint: {type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a lenet_ext checkpoint (expected a dict with format {FORMAT!r}; "

@@ -1,16 +1,22 @@
 """A one-minute tour: LeNet-5 from our kernels and from torch.nn with the same weights,
 their outputs and gradients compared, and a training step of each timed.
 
-    python -m lenet_ext.demo [--batch-size 256] [--device cpu|cuda]
+    python -m lenet_ext.demo [--batch-size 256] [--device cpu|cuda] [--repeats 10]
 """
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 import lenet_ext
+
+from . import cli
+
+MAX_BATCH = 65536  # 65,536 images: ~0.2 GB of input and a few GB of activations on the CPU
+MAX_REPEATS = 10000
 
 
 def time_step(model, images, labels, repeats):
@@ -28,22 +34,31 @@ def time_step(model, images, labels, repeats):
     return statistics.median(times)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() and "cuda" in lenet_ext.backends()
-                        else "cpu", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed training steps (default: 10)")
+def _main_impl(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lenet_ext.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=256, help=f"images per batch, 1..{MAX_BATCH} "
+                        "(default: 256)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--repeats", type=int, default=10, help=f"timed training steps, 1..{MAX_REPEATS} "
+                        "(default: 10)")
     args = parser.parse_args(argv)
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        parser.error(f"--batch-size must be in 1..{MAX_BATCH}, got {args.batch_size}")
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        parser.error(f"--repeats must be in 1..{MAX_REPEATS}, got {args.repeats}")
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() and "cuda" in lenet_ext.backends() else "cpu"
+    device = cli.parse_device(args.device, "ext")
 
     torch.manual_seed(0)
-    ext = lenet_ext.LeNet5(impl="ext").to(args.device)
-    ref = lenet_ext.LeNet5(impl="torch").to(args.device)
+    ext = lenet_ext.LeNet5(impl="ext").to(device)
+    ref = lenet_ext.LeNet5(impl="torch").to(device)
     ref.load_state_dict(ext.state_dict())
-    images = torch.rand(args.batch_size, 1, 28, 28, device=args.device)
-    labels = torch.randint(0, 10, (args.batch_size,), device=args.device)
+    images = torch.rand(args.batch_size, 1, 28, 28, device=device)
+    labels = torch.randint(0, 10, (args.batch_size,), device=device)
     print(f"lenet_ext {lenet_ext.__version__} (backends {lenet_ext.backends()}), torch {torch.__version__}, "
-          f"device {args.device}, {sum(p.numel() for p in ext.parameters()):,} parameters")
+          f"device {device}, {sum(p.numel() for p in ext.parameters()):,} parameters")
     print(ext)
 
     acts = ext.activations(images)
@@ -60,7 +75,13 @@ def main(argv=None):
     t_ref = time_step(ref, images, labels, args.repeats)
     print(f"training step at batch {args.batch_size}: ext {t_ext * 1e3:.1f} ms, torch {t_ref * 1e3:.1f} ms "
           f"(median of {args.repeats}; ext/torch = {t_ext / t_ref:.2f})")
+    return 0
+
+
+def main(argv=None) -> int:
+    """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
+    return cli.run(_main_impl, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

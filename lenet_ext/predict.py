@@ -9,7 +9,7 @@ fit a 20x20 box and centred by its centre of mass in a 28x28 image. Prints the p
 and the top-3 probabilities. A file that cannot be used is reported on its own line and the
 others are still predicted (exit status 1 if any failed).
 
-Decoding is bounded: images over 40 megapixels are refused (JPEGs are reduced while decoding,
+Decoding is bounded: images over 25 megapixels are refused (JPEGs are reduced while decoding,
 so a large photo is fine), and every image is reduced to at most 1024 pixels a side before the
 preparation, so memory stays well under a gigabyte whatever the file claims.
 """
@@ -26,7 +26,7 @@ from . import checkpoint, cli, data
 from .errors import UserError
 from .models import LeNet5
 
-MAX_PIXELS = 40_000_000   # larger images are refused (a 40 MP RGBA image is 160 MB decoded)
+MAX_PIXELS = 25_000_000   # larger images are refused (a 25 MP RGBA image is 100 MB decoded)
 WORK_SIDE = 1024          # images are reduced to at most this many pixels a side before preparation
 MIN_CONTRAST = 8.0        # of 255: below this the image holds no digit (a blank or noise-only image)
 
@@ -119,7 +119,7 @@ def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     it with more contrast (black ink on white, or white ink on black)."""
     a = alpha / 255.0
     on_white, on_black = a * gray + (1 - a) * 255.0, a * gray
-    return on_white if on_white.std() >= on_black.std() else on_black
+    return np.clip(on_white if on_white.std() >= on_black.std() else on_black, 0.0, 255.0)
 
 
 def decode(source: Union[str, bytes], name: str = "") -> np.ndarray:
@@ -142,10 +142,13 @@ def decode(source: Union[str, bytes], name: str = "") -> np.ndarray:
                                      "(at least 2 x 2)")
                 im.load()
                 gray, alpha = _gray_and_alpha(im)
-                gray = np.asarray(_reduce(gray), dtype=np.float64)
+                with np.errstate(invalid="ignore"):
+                    gray = np.asarray(_reduce(gray), dtype=np.float64)
+                if not np.isfinite(gray).all():
+                    raise ImageError(f"{name}: the image holds NaN or infinite pixel values")
                 if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                     gray = gray / 257.0
-                elif im.mode in ("I", "F") and gray.size and np.isfinite(gray).all():
+                elif im.mode in ("I", "F") and gray.size:
                     lo, hi = float(gray.min()), float(gray.max())
                     if lo >= 0 and hi <= 1.0:
                         gray = gray * 255.0
@@ -161,7 +164,8 @@ def decode(source: Union[str, bytes], name: str = "") -> np.ndarray:
     except IsADirectoryError as exc:
         raise ImageError(f"{name}: is a folder, expected an image file") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
+        raise ImageError(f"{name}: refused: more than the {MAX_PIXELS // 1_000_000} megapixels this reads, a "
+                         f"possible decompression bomb ({exc})") from exc
     except MemoryError as exc:
         raise ImageError(f"{name}: too large to decode") from exc
     except Exception as exc:  # PIL raises many kinds of errors for corrupt or unknown files

@@ -152,6 +152,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, argv=N
         if args.out is not None:
             parser.error("--resume writes into the run's own folder: --out cannot be given with it")
     else:
+        if args.dry_run and "epochs" in given_flags(argv):
+            parser.error("--dry-run runs one epoch of two batches: --epochs cannot be given with it")
         try:
             validate_config(config_from_args(args))
         except ValueError as exc:
