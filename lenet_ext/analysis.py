@@ -172,29 +172,86 @@ def _img(path: str) -> str:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode()
 
 
+CELL_THUMBNAILS = 60  # digits listed per confusion-matrix cell (every one for the off-diagonal cells)
+REPORT_JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web", "report.js")
+
+
+def _report_data(report: Dict, classes) -> Dict:
+    """What report.js needs: the thumbnailed digits (every failure, the t-SNE sample, the first
+    CELL_THUMBNAILS of each confusion-matrix cell) as one base64 block, and where each is used."""
+    true, pred, conf, index = report["true"], report["pred"], report["conf"], report["index"]
+    failed = np.flatnonzero(true != pred)
+    cells = {}
+    for t in range(len(classes)):
+        for p in range(len(classes)):
+            members = np.flatnonzero((true == t) & (pred == p))
+            cells[f"{t},{p}"] = members if t != p else members[:CELL_THUMBNAILS]
+    positions = np.unique(np.concatenate([failed, report["sample"]] + list(cells.values())).astype(np.int64))
+    slot = {int(v): i for i, v in enumerate(positions)}
+    pixels = (np.clip(report["images"][positions], 0, 1) * 255).round().astype(np.uint8)
+    return {
+        "classes": list(classes),
+        "items": {"true": true[positions].tolist(), "pred": pred[positions].tolist(),
+                  "conf": [round(float(c), 4) for c in conf[positions]], "index": index[positions].tolist()},
+        "pixels": base64.b64encode(pixels.tobytes()).decode(),
+        "tsne": [[round(float(x), 3), round(float(y), 3), slot[int(i)]] for (x, y), i in zip(report["xy"], report["sample"])],
+        "failures": [slot[int(i)] for i in failed],
+        "matrix": report["matrix"].tolist(),
+        "cells": {k: [slot[int(i)] for i in v] for k, v in cells.items() if len(v)},
+    }
+
+
 def write_report(run_dir: str, summary: Dict, per_class: List[Dict], failures: List[Dict], classes,
                  report: Optional[Dict] = None) -> None:
+    """report.html: one self-contained page (no network): the summary, the interactive t-SNE,
+    confusion matrix and failures (when `report` holds their data), and the static figures."""
     esc = html.escape
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary.items())
     pc = "".join(f"<tr><td>{esc(classes[r['class']])}</td><td>{r['count']}</td><td>{r['errors']}</td>"
                  f"<td>{100 * r['error_rate']:.2f}%</td></tr>" for r in per_class)
-    fl = "".join(f"<tr><td>{r['index']}</td><td>{esc(classes[r['true']])}</td><td>{esc(classes[r['predicted']])}</td>"
-                 f"<td>{r['confidence']:.3f}</td></tr>" for r in failures[:50])
     figures = [("Loss and accuracy", "loss_curves.png"), ("Misclassified test digits", "failures.png"),
                ("Confusion matrix", "confusion_matrix.png"), ("t-SNE of the F6 layer", "tsne.png"),
                ("First conv layer: feature maps and filters", "conv1_maps.png")]
-    figs = "".join(f"<h2>{esc(t)}</h2><img src='{_img(os.path.join(run_dir, f))}' alt='{esc(t)}'>" for t, f in figures)
+    figs = "".join(f"<h3>{esc(t)}</h3><img src='{_img(os.path.join(run_dir, f))}' alt='{esc(t)}'>" for t, f in figures)
+    interactive = ""
+    if report is not None:
+        payload = json.dumps(_report_data(report, classes)).replace("</", "<\\/")
+        with open(REPORT_JS, encoding="utf-8") as f:
+            script = f.read()
+        interactive = f"""
+<h2>t-SNE of the F6 layer ({len(report['sample']):,} test digits; hover a point)</h2>
+<p class="note">Colours are the true classes; circled points are misclassified.</p>
+<canvas id="tsne-canvas" width="760" height="620"></canvas>
+<div id="tsne-tip" hidden></div>
+<h2>Confusion matrix (click a cell to list its test digits)</h2>
+<table id="confusion"></table>
+<div id="cell-list"><p class="note">Click a cell above.</p></div>
+<h2>Misclassified test digits ({len(failures)})</h2>
+<label>Sort by <select id="sort">
+  <option value="confidence-desc">confidence, highest first</option>
+  <option value="confidence-asc">confidence, lowest first</option>
+  <option value="true">true class</option>
+  <option value="predicted">predicted class</option>
+</select></label>
+<div id="failures-grid" class="grid"></div>
+<script type="application/json" id="report-data">{payload}</script>
+<script>{script}</script>"""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lenet_ext run: {esc(os.path.basename(os.path.abspath(run_dir)))}</title>
+<link rel="icon" href="data:,">
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
-img{{max-width:100%}}</style></head><body>
+img{{max-width:100%}} .note{{color:#666}} #tsne-canvas{{border:1px solid #ccc;max-width:100%}}
+#tsne-tip{{position:absolute;background:#fff;border:1px solid #888;padding:6px;font-size:.85em;box-shadow:2px 2px 6px #0003}}
+#confusion td.cell{{cursor:pointer;text-align:right;min-width:2.2em}} #confusion td.selected{{outline:3px solid #d62728}}
+.grid{{display:flex;flex-wrap:wrap;gap:6px}} .card{{font-size:.75em;text-align:center}}
+.card.wrong div{{color:#b00}} canvas.digit{{image-rendering:pixelated;border:1px solid #ddd}}</style></head><body>
 <h1>LeNet-5 run {esc(os.path.abspath(run_dir))}</h1>
 <h2>Summary</h2><table>{rows}</table>
-{figs}
+{interactive}
 <h2>Errors per class</h2><table><tr><th>true class</th><th>test images</th><th>errors</th><th>error rate</th></tr>{pc}</table>
-<h2>Misclassified test digits ({len(failures)}; first 50 listed, all in failures.csv)</h2>
-<table><tr><th>test index</th><th>true</th><th>predicted</th><th>confidence</th></tr>{fl}</table>
+<h2>Figures</h2>
+{figs}
 </body></html>
 """
     checkpoint.atomic_write_text(os.path.join(run_dir, "report.html"), page)

@@ -169,6 +169,9 @@ def decode(source: Union[str, bytes], name: str = "") -> np.ndarray:
     except MemoryError as exc:
         raise ImageError(f"{name}: too large to decode") from exc
     except Exception as exc:  # PIL raises many kinds of errors for corrupt or unknown files
+        from PIL import UnidentifiedImageError
+        if isinstance(exc, UnidentifiedImageError):
+            raise ImageError(f"{name}: cannot read as an image (not a format PIL knows, or not an image)") from None
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ImageError(f"{name}: cannot read as an image ({reason})") from exc
 

@@ -192,3 +192,87 @@ def test_compile_inference_uses_the_fused_forward():
     with torch.no_grad():
         out = torch.compile(ext, fullgraph=True)(x)
         close(out, ext(x))
+
+
+# ------------------------------------------------------------------------------------------ study variants
+
+VARIANTS = [dict(bias=False), dict(c5="linear"), dict(bias=False, c5="linear")]
+
+
+def variant_pair(options, device="cpu", dtype=torch.float32):
+    ext = lenet_ext.LeNet5(impl="ext", **options).to(device, dtype)
+    ref = lenet_ext.LeNet5(impl="torch", **options).to(device, dtype)
+    ref.load_state_dict(ext.state_dict())
+    return ext, ref
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("options", VARIANTS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_variants_match_their_torch_twins(options, dtype, device):
+    """The study's variants (layer by layer through our ops: linear with bias=None, linear 400->120)
+    against the same networks from torch layers: logits, every activation and every gradient,
+    the input's included."""
+    ext, ref = variant_pair(options, device, dtype)
+    x = images(17, device, dtype).requires_grad_(True)
+    xr = x.detach().clone().requires_grad_(True)
+    y = torch.randint(0, 10, (17,), device=device)
+    for (name, a), (_, b) in zip(ext.activations(x).items(), ref.activations(xr).items(), strict=True):
+        close(a, b) if dtype == torch.float32 else torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    F.cross_entropy(ext(x), y).backward()
+    F.cross_entropy(ref(xr), y).backward()
+    grads = [(f"param {n}", p.grad, q.grad) for (n, p), q in zip(ext.named_parameters(), ref.parameters(),
+                                                                  strict=True)]
+    for name, g, h in grads + [("input", x.grad, xr.grad)]:
+        if dtype == torch.float64:
+            torch.testing.assert_close(g, h, atol=1e-12, rtol=1e-10, msg=name)
+        else:
+            close(g, h)
+    if "bias" in options:
+        assert ext.f6.bias is None and ext.output.bias is None and ext.c1.bias is not None
+    if options.get("c5") == "linear":
+        assert tuple(ext.c5.weight.shape) == (120, 400)
+
+
+def test_variants_gradcheck():
+    for options in VARIANTS:
+        torch.manual_seed(0)
+        model = lenet_ext.LeNet5(impl="ext", **options).double()
+        x = torch.rand(2, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda t: model(t), (x,), fast_mode=True)
+
+
+def test_flattened_c5_is_the_conv():
+    """On a 5x5 input the 5x5 C5 convolution is a 400->120 linear layer over flattened s4: the conv's
+    weights in the linear variant give the same logits, and the same seed gives the same weights."""
+    from lenet_ext.models import c5_as_linear
+    conv = lenet_ext.LeNet5()
+    linear = lenet_ext.LeNet5(c5="linear")
+    linear.load_state_dict(c5_as_linear(conv.state_dict()))
+    x = images(33)
+    with torch.no_grad():
+        close(linear(x), conv(x), atol=1e-6, rtol=1e-6)
+    torch.manual_seed(5)
+    a = lenet_ext.LeNet5().state_dict()
+    torch.manual_seed(5)
+    b = lenet_ext.LeNet5(c5="linear").state_dict()
+    assert all(torch.equal(a[k].reshape(-1), b[k].reshape(-1)) for k in a)
+
+
+def test_variants_skip_the_fused_ops(monkeypatch):
+    """The fused whole-network ops serve the default network only."""
+    from lenet_ext import ops
+    calls = []
+    monkeypatch.setattr(ops, "lenet5_forward", lambda *a: calls.append("fused") or None)
+    monkeypatch.setattr(ops, "lenet5_train_forward", lambda *a: calls.append("fused") or None)
+    for options in VARIANTS:
+        with torch.no_grad():
+            assert lenet_ext.LeNet5(**options)(images(2)).shape == (2, 10)
+    assert calls == []
+
+
+def test_variant_arguments():
+    with pytest.raises(ValueError, match="c5 must be one of"):
+        lenet_ext.LeNet5(c5="pool")
+    with pytest.raises(TypeError, match="bias must be a bool"):
+        lenet_ext.LeNet5(bias=1)

@@ -174,3 +174,77 @@ def test_cli_help():
 def test_cli_bad_flags(args, words):
     proc = cli("lenet_ext.train", *args)
     assert proc.returncode == 2 and words in proc.stderr
+
+
+def test_tensorboard_scalars_and_embedding(tmp_path, offline_env):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run = tmp_path / "tb"
+    assert run_train(["--epochs", "2", "--seed", "4", "--out", str(run), "--tensorboard"]) == 0
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"loss/train", "loss/valid", "loss/test", "acc/test", "lr"} <= set(tags)
+    assert [e.step for e in events.Scalars("acc/test")] == [1, 2]
+    history = checkpoint.read_metrics(str(run))
+    assert abs(events.Scalars("acc/test")[-1].value - history[-1]["test_acc"]) < 1e-6
+    projector = run / "tensorboard" / "projector_config.pbtxt"
+    assert projector.exists() and "sprite" in projector.read_text()
+    tensors = list((run / "tensorboard").rglob("tensors.tsv"))
+    assert tensors and len(tensors[0].read_text().splitlines()) == 1000
+    assert len(tensors[0].read_text().splitlines()[0].split("\t")) == 84
+
+
+def test_time_to_target_fields(tmp_path, offline_env, capsys):
+    reached, missed = tmp_path / "reached", tmp_path / "missed"
+    assert run_train(["--epochs", "3", "--seed", "5", "--out", str(reached), "--target-acc", "0.3"]) == 0
+    history = checkpoint.read_metrics(str(reached))
+    first = next(r for r in history if r["test_acc"] >= 0.3)
+    summary = json.load(open(reached / "summary.json"))
+    assert summary["target_acc"] == 0.3 and summary["reached_target_epoch"] == first["epoch"]
+    assert summary["seconds_to_target"] == pytest.approx(sum(r["epoch_s"] for r in history[:first["epoch"]]))
+    assert f"reached at epoch {first['epoch']}" in capsys.readouterr().out
+    assert run_train(["--epochs", "2", "--seed", "5", "--out", str(missed), "--target-acc", "0.999"]) == 0
+    summary = json.load(open(missed / "summary.json"))
+    assert summary["reached_target_epoch"] is None and summary["seconds_to_target"] is None
+    assert "0.999 not reached" in capsys.readouterr().out
+
+
+def test_stop_at_target(tmp_path, offline_env):
+    run = tmp_path / "stop"
+    assert run_train(["--epochs", "6", "--seed", "5", "--out", str(run), "--target-acc", "0.3",
+                      "--stop-at-target"]) == 0
+    summary = json.load(open(run / "summary.json"))
+    assert summary["stopped_at_target"] and summary["epochs_done"] == summary["reached_target_epoch"] < 6
+
+
+def test_progress_reads_device_totals_without_waiting(offline_env):
+    """The GPU loop's bookkeeping, run on the CPU: totals accumulate on the device, snapshots are
+    read back when ready, and the epoch's totals equal an independent count."""
+    from lenet_ext import data as data_mod
+    progress = train.Progress(torch.device("cpu"), train.Dist())
+    assert progress.latest() is None
+    logits, labels = torch.randn(5, 10), torch.tensor([0, 1, 2, 3, 4])
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    progress.add(loss, logits, labels, 5.0)
+    progress.snapshot(5)
+    assert progress.latest() == pytest.approx((5 * loss.item(), float((logits.argmax(1) == labels).sum()), 5))
+    progress.add(loss, logits, labels, 5.0)
+    assert progress.final(10)[2] == 10 and progress.final(10)[0] == pytest.approx(10 * loss.item())
+    ds = data_mod.load(log=lambda m: None)
+    batches = train.Batches(ds.train, 2, 64)
+    order, offsets = torch.randperm(len(ds.train)), torch.randint(0, 5, (2, len(ds.train)))
+    batches.start(order, offsets)
+    x, y = batches.fill(10, 74)
+    ref = train_ref_shift(ds.train.images[order[10:74]], offsets[:, 10:74], 2)
+    assert torch.equal(x, ref) and torch.equal(y, ds.train.labels[order[10:74]])
+    gx, gy = batches.gather(torch.arange(10, 74))
+    assert torch.equal(gx, ref) and torch.equal(gy, y)
+
+
+def train_ref_shift(images, offsets, s):
+    """The shifts by a padded copy and advanced indexing (the loop's former way), as the reference."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (s,) * 4, value=float(images.amin()))
+    rows = offsets[0, :, None] + torch.arange(h)
+    cols = offsets[1, :, None] + torch.arange(w)
+    return padded[torch.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)

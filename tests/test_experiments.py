@@ -1,0 +1,48 @@
+"""python -m lenet_ext.experiments in its tiny mode: each experiment on the embedded digits, one
+epoch, one seed, with its results files checked (CI runs exactly this)."""
+import csv
+import os
+
+import pytest
+
+from lenet_ext import experiments
+
+PNG = b"\x89PNG\r\n\x1a\n"
+PLOTS = {"seeds": ["errors_per_digit.png"], "no-bias": ["curves.png", "logit_spread.png"], "flatten": ["curves.png"],
+         "valid-size": ["valid_size.png"], "tsne": ["tsne_grid.png"], "memory": []}
+
+
+@pytest.mark.parametrize("name", experiments.EXPERIMENTS)
+def test_tiny_mode(name, tmp_path, offline_env):
+    args = [name, "--epochs", "1", "--seeds", "1", "--out", str(tmp_path), "--tsne-samples", "200"]
+    assert experiments.main(args) == 0
+    folder = tmp_path / name
+    rows = list(csv.DictReader(open(folder / "results.csv")))
+    assert rows
+    md = (folder / "results.md").read_text()
+    assert md.startswith("# ") and "python -m lenet_ext.experiments" in md and "| " in md
+    for plot in PLOTS[name]:
+        assert (folder / plot).read_bytes()[:8] == PNG, plot
+    if name == "seeds":
+        assert {r["impl"] for r in rows} == {"ext", "torch"}
+        for r in rows:
+            assert int(r["test_errors"]) == sum(int(r[f"errors_{c}"]) for c in range(10))
+    if name == "flatten":
+        assert "largest difference" in md and "identical, epoch for epoch" in md
+        assert rows[0]["variant"] == "conv" and rows[1]["variant"] == "linear"
+        assert rows[0]["train_loss_final"] == rows[1]["train_loss_final"]
+    if name == "valid-size":
+        assert {int(r["valid_size"]) for r in rows} == {500, 1000} and "Skipped" in md  # 5,000+ do not fit
+    if name == "tsne":
+        assert {r["method"] for r in rows} >= {"t-SNE", "PCA"}
+        assert all(0 <= float(r["trustworthiness"]) <= 1 for r in rows)
+    # Run again: every training run is reused, nothing retrained.
+    if name in ("flatten",):
+        assert experiments.main(args) == 0
+
+
+def test_bad_arguments(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiments.main(["nonsense", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        experiments.main(["seeds", "--out", str(tmp_path), "--seeds", "0"])

@@ -1,0 +1,198 @@
+"""python -m lenet_ext.serve over real HTTP: good digits, garbage, oversized, wrong methods,
+concurrent clients, Ctrl-C; and the page in a real headless Chromium, drawn on with synthetic
+pointer events (tests/browser.py)."""
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from lenet_ext import serve, train
+
+from browser import browser, console_errors, need_browser
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory, offline_env):
+    """A model good enough to read drawn digits: 12 epochs on the embedded digits."""
+    run = str(tmp_path_factory.mktemp("served") / "run")
+    assert train.main(["--epochs", "12", "--no-plots", "--out", run, "--seed", "2"]) == 0
+    return os.path.join(run, "best.pt")
+
+
+@pytest.fixture(scope="module")
+def server(good_run):
+    srv = serve.start(good_run, "127.0.0.1", 0)
+    import threading
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def drawn(digit: str, size=200, fmt="PNG") -> bytes:
+    """A digit drawn as a person would: dark strokes on white."""
+    from PIL import Image, ImageDraw
+    im = Image.new("L", (size, size), 255)
+    d = ImageDraw.Draw(im)
+    s = size / 200
+    strokes = {"1": [[(100, 30), (100, 170)]],
+               "7": [[(50, 40), (150, 40), (90, 170)]],
+               "0": [[(100, 30), (145, 55), (155, 100), (145, 145), (100, 170), (55, 145), (45, 100), (55, 55),
+                      (100, 30)]]}[digit]
+    for line in strokes:
+        d.line([(x * s, y * s) for x, y in line], fill=0, width=int(16 * s), joint="curve")
+    out = io.BytesIO()
+    im.save(out, fmt)
+    return out.getvalue()
+
+
+def post(url, body, ctype="image/png", path="/api/predict", method="POST", headers=None):
+    req = urllib.request.Request(url + path, data=body, method=method,
+                                 headers={"Content-Type": ctype, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("digit", ["1", "7", "0"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_predicts_drawn_digits(server, digit, fmt):
+    status, body = post(server, drawn(digit, fmt=fmt), "image/png" if fmt == "PNG" else "image/jpeg")
+    assert status == 200, body
+    assert body["label"] == digit and body["digit"] == int(digit)
+    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-4
+    assert max(body["probabilities"]) == body["probabilities"][body["digit"]]
+
+
+def test_details_hold_the_prepared_input_and_c1_maps(server):
+    from lenet_ext import predict
+    blob = drawn("7")
+    status, body = post(server, blob, path="/api/predict?details=1")
+    assert status == 200
+    prepared = predict.prepare(predict.decode(blob))  # predict's code path: the same 28x28 image
+    assert np.array_equal(np.array(body["input"]), prepared)
+    maps = np.array(body["c1"])
+    assert maps.shape == (6, 28, 28) and 0 <= maps.min() and maps.max() <= 1 and maps.std() > 0
+
+
+@pytest.mark.parametrize("case", ["garbage", "text", "blank", "oversized", "no length", "bad length", "empty",
+                                  "claims a gigabyte"])
+def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, case):
+    if case in ("no length", "bad length", "claims a gigabyte"):
+        host, port = server.split("//")[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            length = {"no length": "", "bad length": "Content-Length: twelve\r\n",
+                      "claims a gigabyte": f"Content-Length: {2 ** 30}\r\n"}[case]
+            s.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n{length}\r\n".encode())
+            reply = s.recv(4096).decode()  # answered at once: the gigabyte is never read
+        status = int(reply.split()[1])
+        assert status == {"no length": 411, "bad length": 400, "claims a gigabyte": 413}[case] and '"error"' in reply
+    else:
+        from PIL import Image
+        blank = io.BytesIO()
+        Image.new("L", (50, 50), 255).save(blank, "PNG")
+        body, ctype = {"garbage": (os.urandom(5000), "image/png"), "text": (b"hello", "text/plain"),
+                       "blank": (blank.getvalue(), "image/png"), "empty": (b"", "image/png"),
+                       "oversized": (b"\x89PNG" + bytes(2 * 1024 * 1024 + 1), "image/png")}[case]
+        status, reply = post(server, body, ctype)
+        assert status == {"garbage": 400, "text": 415, "blank": 422, "oversized": 413, "empty": 400}[case]
+        assert isinstance(reply["error"], str) and reply["error"]
+    assert post(server, drawn("1"))[0] == 200  # still serving
+
+
+def test_methods_and_paths(server):
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(server + "/api/predict", timeout=10)
+    assert info.value.code == 405 and info.value.headers["Allow"] == "POST"
+    assert "error" in json.loads(info.value.read())
+    assert post(server, b"x", path="/api/predict", method="PUT")[0] == 405
+    assert post(server, b"x", path="/nowhere")[0] == 404
+    with urllib.request.urlopen(server + "/", timeout=10) as r:
+        page = r.read().decode()
+    assert r.headers["Content-Type"].startswith("text/html") and "<canvas" in page
+    assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched from elsewhere
+    with urllib.request.urlopen(server + "/api/info", timeout=10) as r:
+        info = json.loads(r.read())
+    assert info["classes"] == [str(i) for i in range(10)] and info["impl"] == "ext"
+
+
+def test_concurrent_clients(server):
+    blobs = [drawn(d) for d in ("1", "7", "0")] * 16
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(lambda b: post(server, b), blobs))
+    assert [r[1]["label"] for r in results] == ["1", "7", "0"] * 16
+
+
+def test_command_line_binds_localhost_and_stops_on_ctrl_c(good_run, offline_env):
+    proc = subprocess.Popen([sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **offline_env))
+    try:
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + proc.stderr.read()
+        url = line.split("at ")[1].split()[0].rstrip("/")
+        assert post(url, drawn("1"))[1]["label"] == "1"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        err = proc.stderr.read()
+        assert "Traceback" not in err and "stopped" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_port_in_use_is_one_line(good_run, offline_env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, "--port", str(port)],
+                              capture_output=True, text=True, timeout=60, env=dict(os.environ, **offline_env))
+    assert proc.returncode == 1 and "already in use" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_page_in_chromium_reads_a_drawn_digit(server):
+    need_browser()
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver = browser()
+    try:
+        driver.get(server + "/")
+        pad = driver.find_element(By.ID, "pad")
+        WebDriverWait(driver, 20).until(lambda d: "epoch" in d.find_element(By.ID, "model").text)
+        for digit, strokes in (("1", [[(0, -70), (0, 70)]]),
+                               ("7", [[(-50, -60), (50, -60), (-10, 70)]])):
+            driver.find_element(By.ID, "clear").click()
+            assert driver.find_element(By.ID, "digit").text == "?"
+            for stroke in strokes:  # offsets from the pad's centre, in CSS pixels
+                actions = ActionChains(driver, duration=20)
+                actions.move_to_element_with_offset(pad, *stroke[0]).click_and_hold()
+                for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+                    for t in np.linspace(0, 1, 12)[1:]:
+                        actions.move_to_element_with_offset(pad, int(x0 + t * (x1 - x0)), int(y0 + t * (y1 - y0)))
+                actions.release().perform()
+            WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "digit").get_attribute("data-digit"))
+            time.sleep(0.5)  # the answer to the last stroke
+            shown = driver.find_element(By.ID, "digit").get_attribute("data-digit")
+            assert shown == digit, driver.find_element(By.ID, "status").text
+            top = driver.find_elements(By.CSS_SELECTOR, "#bars .track.top")
+            assert len(top) == 1 and top[0].get_attribute("data-digit") == digit
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#maps canvas")) == 6
+        assert not console_errors(driver)
+    finally:
+        driver.quit()
