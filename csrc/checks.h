@@ -124,6 +124,35 @@ inline int64_t check_lenet5_args(const at::Tensor& images, const at::Tensor& c1w
   return outw.size(0);
 }
 
+// The arguments of lenet5_train_backward (see lenet_ext.cpp) as a kernel that reads them all at once
+// needs them: every activation and weight of LeNet-5's shape, all of the images' dtype and device;
+// returns the number of classes.
+inline int64_t check_lenet5_backward_args(const at::Tensor& grad_logits, const at::Tensor& images,
+                                          const at::Tensor& c1, const at::Tensor& s2, const at::Tensor& c3,
+                                          const at::Tensor& s4, const at::Tensor& c5, const at::Tensor& f6,
+                                          const at::Tensor& c1w, const at::Tensor& c3w, const at::Tensor& c5w,
+                                          const at::Tensor& f6w, const at::Tensor& outw) {
+  check_floating(images, "images");
+  TORCH_CHECK_VALUE(images.dim() == 4 && images.size(1) == 1 && images.size(2) == 28 && images.size(3) == 28,
+                    "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
+  const int64_t N = images.size(0);
+  check_like(outw, "output_weight", images, "images");
+  TORCH_CHECK_VALUE(outw.dim() == 2 && outw.size(1) == 84 && outw.size(0) >= 1,
+                    "lenet_ext: output_weight must have shape (classes, 84), got ", outw.sizes());
+  check_shaped(grad_logits, "grad_logits", images, "images", {N, outw.size(0)});
+  check_shaped(c1, "c1", images, "images", {N, 6, 28, 28});
+  check_shaped(s2, "s2", images, "images", {N, 6, 14, 14});
+  check_shaped(c3, "c3", images, "images", {N, 16, 10, 10});
+  check_shaped(s4, "s4", images, "images", {N, 16, 5, 5});
+  check_shaped(c5, "c5", images, "images", {N, 120, 1, 1});
+  check_shaped(f6, "f6", images, "images", {N, 84});
+  check_shaped(c1w, "c1_weight", images, "images", {6, 1, 5, 5});
+  check_shaped(c3w, "c3_weight", images, "images", {16, 6, 5, 5});
+  check_shaped(c5w, "c5_weight", images, "images", {120, 16, 5, 5});
+  check_shaped(f6w, "f6_weight", images, "images", {84, 120});
+  return outw.size(0);
+}
+
 // Backward ops are called by autograd with tensors it saved, but they are public
 // ops too: check what would otherwise index out of bounds.
 inline void check_grad_output(const at::Tensor& grad, const at::Tensor& ref, at::IntArrayRef expected) {

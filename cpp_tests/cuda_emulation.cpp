@@ -1,0 +1,223 @@
+// The CUDA kernels of the fused ops, run on the CPU: a test of their arithmetic and indexing on a
+// machine without a GPU (tests/test_cuda_emulated.py builds this with torch.utils.cpp_extension).
+//
+// The kernel headers are compiled as plain C++. A block's kThreads threads are fibers (ucontext)
+// on one host thread: each runs until its next __syncthreads(), which switches to the next fiber,
+// so every thread of the block reaches the barrier before any passes it, as on the GPU.
+// __shared__ variables are function statics (blocks run one after another, so each block has them
+// to itself); threadIdx and blockIdx are set as the fibers and blocks run. The launch sequences
+// are the ops' own (conv2d_sigmoid_pool_forward/backward, lenet5_backward: templates over the
+// launcher); only the argument checks and allocations here are this file's. What it cannot show:
+// timing, races that only real hardware would expose (compute-sanitizer racecheck covers those on
+// a GPU), and the device's own exp().
+#include <torch/extension.h>
+#include <ucontext.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+using std::exp;
+
+struct dim3 {
+  unsigned int x, y, z;
+  constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace emulation {
+struct Fiber {
+  ucontext_t context;
+  std::vector<char> stack;
+  bool done = true;
+};
+std::vector<Fiber> fibers;
+ucontext_t scheduler;
+unsigned int current = 0;
+const std::function<void()>* body = nullptr;
+
+inline void run_current() {
+  (*body)();
+  fibers[current].done = true;  // returning resumes the scheduler (uc_link)
+}
+}  // namespace emulation
+
+inline void __syncthreads() {
+  swapcontext(&emulation::fibers[emulation::current].context, &emulation::scheduler);
+}
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __shared__ static
+
+#include "../csrc/checks.h"
+#include "../csrc/cuda/conv_kernels.cuh"
+#include "../csrc/cuda/lenet5_backward_kernels.cuh"
+#include "../csrc/cuda/lenet5_kernels.cuh"
+
+namespace {
+
+using namespace lenet_ext;
+using namespace lenet_ext::cuda;
+
+// Runs body as one block of `threads` threads (fibers), to completion.
+void run_block(unsigned int threads, const std::function<void()>& body) {
+  using namespace emulation;
+  constexpr size_t kStack = 256 * 1024;
+  if (fibers.size() < threads) fibers.resize(threads);
+  emulation::body = &body;
+  for (unsigned int t = 0; t < threads; ++t) {
+    Fiber& f = fibers[t];
+    if (f.stack.empty()) f.stack.resize(kStack);
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = f.stack.data();
+    f.context.uc_stack.ss_size = f.stack.size();
+    f.context.uc_link = &scheduler;
+    makecontext(&f.context, run_current, 0);
+    f.done = false;
+  }
+  // Each round runs every unfinished thread up to its next barrier (or its end).
+  for (bool running = true; running;) {
+    running = false;
+    for (unsigned int t = 0; t < threads; ++t) {
+      if (fibers[t].done) continue;
+      current = t;
+      threadIdx = dim3(t);
+      swapcontext(&scheduler, &fibers[t].context);
+      running = running || !fibers[t].done;
+    }
+  }
+}
+
+struct Emulate {
+  template <typename Kernel, typename... Args>
+  void operator()(Kernel kernel, dim3 grid, dim3 blk, Args... args) const {
+    TORCH_CHECK(blk.y == 1 && blk.z == 1, "emulator: one-dimensional blocks only");
+    blockDim = blk;
+    gridDim = grid;
+    for (unsigned int z = 0; z < grid.z; ++z)
+      for (unsigned int y = 0; y < grid.y; ++y)
+        for (unsigned int x = 0; x < grid.x; ++x) {
+          blockIdx = dim3(x, y, z);
+          run_block(blk.x, [&] { kernel(args...); });
+        }
+  }
+};
+
+template <typename T>
+const T* in(const at::Tensor& t) {
+  return t.const_data_ptr<T>();
+}
+template <typename T>
+T* out(at::Tensor& t) {
+  return t.mutable_data_ptr<T>();
+}
+
+std::vector<at::Tensor> conv_pool_forward(at::Tensor x, at::Tensor w, c10::optional<at::Tensor> b, int64_t pad,
+                                          int64_t pool) {
+  const ConvShape s = check_conv2d_sigmoid_pool(x, w, b, pad, pool);
+  x = x.contiguous(), w = w.contiguous();
+  at::Tensor bias = b.has_value() ? b->contiguous() : at::Tensor();
+  at::Tensor act = at::empty({s.N, s.O, s.OH, s.OW}, x.options());
+  at::Tensor pooled = at::empty({s.N, s.O, s.OH / pool, s.OW / pool}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated conv_pool_forward", [&] {
+    const ConvPool<scalar_t> f{s, pool, in<scalar_t>(x), in<scalar_t>(w),
+                               bias.defined() ? in<scalar_t>(bias) : nullptr, out<scalar_t>(act),
+                               out<scalar_t>(pooled)};
+    conv2d_sigmoid_pool_forward(f, Emulate{});
+  });
+  return {pooled, act};
+}
+
+std::vector<at::Tensor> conv_pool_backward(at::Tensor gp, c10::optional<at::Tensor> ga, at::Tensor a, at::Tensor x,
+                                           at::Tensor w, int64_t pad, int64_t pool, std::vector<bool> mask) {
+  const ConvShape s = check_conv2d_sigmoid_pool_backward(gp, ga, a, x, w, pad, pool);
+  gp = gp.contiguous(), a = a.contiguous(), x = x.contiguous(), w = w.contiguous();
+  at::Tensor gact = ga.has_value() ? ga->contiguous() : at::Tensor();
+  auto [gx, gw, gb] = empty_grads(x, w, {mask[0], mask[1], mask[2]});
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated conv_pool_backward", [&] {
+    at::Tensor g = at::empty_like(a);
+    auto want = [](bool needed, at::Tensor& t) { return needed ? out<scalar_t>(t) : nullptr; };
+    const ConvPoolBackward<scalar_t> bw{s, pool, in<scalar_t>(gp), gact.defined() ? in<scalar_t>(gact) : nullptr,
+                                        in<scalar_t>(a), in<scalar_t>(x), in<scalar_t>(w), out<scalar_t>(g),
+                                        want(mask[0], gx), want(mask[1], gw), want(mask[2], gb)};
+    conv2d_sigmoid_pool_backward(bw, Emulate{});
+  });
+  return {gx, gw, gb};
+}
+
+template <typename T>
+LeNet5Weights<T> weights(const std::vector<at::Tensor>& p, int64_t classes) {
+  return {in<T>(p[0]), in<T>(p[1]), in<T>(p[2]), in<T>(p[3]), in<T>(p[4]),
+          in<T>(p[5]), in<T>(p[6]), in<T>(p[7]), in<T>(p[8]), in<T>(p[9]), classes};
+}
+
+std::vector<at::Tensor> lenet5_forward(at::Tensor images, std::vector<at::Tensor> p, bool save) {
+  const int64_t classes = check_lenet5_args(images, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]);
+  images = images.contiguous();
+  for (auto& t : p) t = t.contiguous();
+  const int64_t N = images.size(0);
+  const auto o = images.options();
+  at::Tensor logits = at::empty({N, classes}, o), c1 = at::empty({N, 6, 28, 28}, o), s2 = at::empty({N, 6, 14, 14}, o),
+             c3 = at::empty({N, 16, 10, 10}, o), s4 = at::empty({N, 16, 5, 5}, o), c5 = at::empty({N, 120, 1, 1}, o),
+             f6 = at::empty({N, 84}, o);
+  if (N == 0) return {logits, c1, s2, c3, s4, c5, f6};
+  AT_DISPATCH_FLOATING_TYPES(images.scalar_type(), "emulated lenet5_forward", [&] {
+    const auto w = weights<scalar_t>(p, classes);
+    if (save) {
+      const LeNet5Acts<scalar_t> acts{out<scalar_t>(c1), out<scalar_t>(s2), out<scalar_t>(c3),
+                                      out<scalar_t>(s4), out<scalar_t>(c5), out<scalar_t>(f6)};
+      Emulate{}(lenet5_forward_kernel<scalar_t, true>, dim3(N), dim3(kLeNetThreads), in<scalar_t>(images), w,
+                out<scalar_t>(logits), acts);
+    } else {
+      Emulate{}(lenet5_forward_kernel<scalar_t, false>, dim3(N), dim3(kLeNetThreads), in<scalar_t>(images), w,
+                out<scalar_t>(logits), LeNet5Acts<scalar_t>{});
+    }
+  });
+  return {logits, c1, s2, c3, s4, c5, f6};
+}
+
+std::vector<at::Tensor> lenet5_train_backward(at::Tensor go, at::Tensor x, at::Tensor a1, at::Tensor a2, at::Tensor a3,
+                                              at::Tensor a4, at::Tensor a5, at::Tensor a6, at::Tensor w1,
+                                              at::Tensor w3, at::Tensor w5, at::Tensor w6, at::Tensor wo,
+                                              bool images_grad) {
+  const int64_t classes = check_lenet5_backward_args(go, x, a1, a2, a3, a4, a5, a6, w1, w3, w5, w6, wo);
+  for (at::Tensor* t : {&go, &x, &a1, &a2, &a3, &a4, &a5, &a6, &w1, &w3, &w5, &w6, &wo}) *t = t->contiguous();
+  const int64_t N = x.size(0), chunks = lenet5_backward_chunks(N);
+  const auto o = x.options();
+  at::Tensor gx = at::empty(images_grad ? x.sizes() : at::IntArrayRef{0}, o);
+  at::Tensor gw1 = at::empty({6, 1, 5, 5}, o), gb1 = at::empty({6}, o), gw3 = at::empty({16, 6, 5, 5}, o),
+             gb3 = at::empty({16}, o), gw5 = at::empty({120, 16, 5, 5}, o), gb5 = at::empty({120}, o),
+             gw6 = at::empty({84, 120}, o), gb6 = at::empty({84}, o), gwo = at::empty({classes, 84}, o),
+             gbo = at::empty({classes}, o);
+  at::Tensor g1 = at::empty({N, 4704}, o), g3 = at::empty({N, 1600}, o), g5 = at::empty({N, 120}, o),
+             g6 = at::empty({N, 84}, o), partial = at::empty({chunks, kConvParams}, o);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated lenet5_train_backward", [&] {
+    using T = scalar_t;
+    const LeNet5Backward<T> b{N,          classes,    in<T>(go),  in<T>(x),   in<T>(a1),  in<T>(a2),   in<T>(a3),
+                              in<T>(a4),  in<T>(a5),  in<T>(a6),  in<T>(w1),  in<T>(w3),  in<T>(w5),   in<T>(w6),
+                              in<T>(wo),  out<T>(g1), out<T>(g3), out<T>(g5), out<T>(g6), out<T>(partial),
+                              images_grad ? out<T>(gx) : nullptr, out<T>(gw1), out<T>(gb1), out<T>(gw3),
+                              out<T>(gb3), out<T>(gw5), out<T>(gb5), out<T>(gw6), out<T>(gb6), out<T>(gwo),
+                              out<T>(gbo)};
+    lenet5_backward(b, Emulate{});
+  });
+  return {gx, gw1, gb1, gw3, gb3, gw5, gb5, gw6, gb6, gwo, gbo};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "lenet_ext's CUDA kernels run on the CPU (for tests without a GPU)";
+  m.def("conv_pool_forward", &conv_pool_forward);
+  m.def("conv_pool_backward", &conv_pool_backward);
+  m.def("lenet5_forward", &lenet5_forward, "(logits, c1, s2, c3, s4, c5, f6); activations only with save=True");
+  m.def("lenet5_train_backward", &lenet5_train_backward);
+}

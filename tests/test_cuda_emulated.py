@@ -1,0 +1,143 @@
+"""The CUDA kernels of the fused ops (conv2d_sigmoid_pool, lenet5_forward, lenet5_train_forward /
+backward), compiled for the CPU by cpp_tests/cuda_emulation.cpp and run there, against torch: their
+indexing and arithmetic checked on every machine, GPU or not (the GPU tests in test_cuda.py run
+the same kernels on the device). float64 to near machine precision, float32 within the usual
+tolerance."""
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lenet_ext
+from lenet_ext import ops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+F32 = dict(atol=1e-5, rtol=1e-4)
+F64 = dict(atol=1e-12, rtol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    from torch.utils.cpp_extension import load
+    build = os.environ.get("LENET_EXT_EMULATION_BUILD") or str(tmp_path_factory.mktemp("emulation-build"))
+    os.makedirs(build, exist_ok=True)
+    return load(name="lenet_ext_cuda_emulation", sources=[os.path.join(HERE, "..", "cpp_tests", "cuda_emulation.cpp")],
+                extra_cflags=["-O2", "-std=c++20"], build_directory=build, verbose=False)
+
+
+def tol(dtype):
+    return F64 if dtype == torch.float64 else F32
+
+
+def close(actual, expected, dtype):
+    t = tol(dtype)
+    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+    torch.testing.assert_close(actual, expected, atol=t["atol"] * scale, rtol=t["rtol"])
+
+
+CONV_POOL = [  # (N, C, H, W, O, K, padding, pool)
+    (3, 1, 28, 28, 6, 5, 2, 2),   # LeNet's c1/s2
+    (3, 6, 14, 14, 16, 5, 0, 2),  # c3/s4
+    (2, 3, 11, 9, 4, 3, 1, 2),    # odd: the pooling drops a row and a column
+    (2, 2, 10, 10, 3, 3, 0, 3),   # pool 3, remainder 2
+    (1, 2, 7, 6, 2, 2, 0, 1),     # pool 1
+    (0, 2, 8, 8, 3, 3, 0, 2),     # empty batch
+]
+
+
+@pytest.mark.parametrize("shape", CONV_POOL, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_sigmoid_pool_kernels(emu, shape, dtype, bias):
+    n, c, h, w, o, k, pad, pool = shape
+    x = torch.randn(n, c, h, w, dtype=dtype, requires_grad=True)
+    wt = torch.randn(o, c, k, k, dtype=dtype, requires_grad=True)
+    b = torch.randn(o, dtype=dtype, requires_grad=True) if bias else None
+    act = torch.sigmoid(F.conv2d(x, wt, b, 1, pad))
+    pooled = F.avg_pool2d(act, pool)
+    e_pooled, e_act = emu.conv_pool_forward(x.detach(), wt.detach(), b.detach() if bias else None, pad, pool)
+    close(e_pooled, pooled.detach(), dtype)
+    close(e_act, act.detach(), dtype)
+    for with_act_grad in (False, True):
+        gp = torch.randn_like(pooled)
+        ga = torch.randn_like(act) if with_act_grad else None
+        inputs = (x, wt) + ((b,) if bias else ())
+        grads = torch.autograd.grad([pooled] + ([act] if with_act_grad else []), inputs,
+                                    [gp] + ([ga] if with_act_grad else []), retain_graph=True)
+        got = emu.conv_pool_backward(gp, ga, e_act, x.detach(), wt.detach(), pad, pool, [True, True, bias])
+        for g, r in zip(got, grads):
+            close(g, r, dtype)
+    only_w = emu.conv_pool_backward(gp, None, e_act, x.detach(), wt.detach(), pad, pool, [False, True, False])
+    assert only_w[0].numel() == 0 and only_w[2].numel() == 0 and only_w[1].shape == wt.shape
+
+
+def lenet(dtype, classes=10, seed=0):
+    torch.manual_seed(seed)
+    model = lenet_ext.LeNet5("torch", num_classes=classes).to(dtype)
+    with torch.no_grad():  # larger biases than torch's init, so that every term matters
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    params = [model.get_parameter(name).detach() for name in ops.LENET5_PARAMS]
+    return model, params
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lenet5_forward_kernel(emu, n, dtype):
+    model, params = lenet(dtype)
+    x = torch.rand(n, 1, 28, 28, dtype=dtype)
+    acts = model.activations(x)
+    logits, *saved = emu.lenet5_forward(x, params, True)
+    close(logits, acts["logits"].detach(), dtype)
+    for name, got in zip(("c1", "s2", "c3", "s4", "c5", "f6"), saved):
+        close(got, acts[name].detach().reshape(got.shape), dtype)
+    close(emu.lenet5_forward(x, params, False)[0], logits, dtype)
+    # against our CPU op too
+    close(logits, ops.lenet5_forward(x, params), dtype)
+
+
+def test_lenet5_forward_kernel_other_class_counts(emu):
+    for classes in (1, 7, 300):
+        model, params = lenet(torch.float64, classes=classes, seed=classes)
+        x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+        close(emu.lenet5_forward(x, params, False)[0], model(x).detach(), torch.float64)
+
+
+# 65 and 130 images: two and three chunks of the convolutions' partial sums.
+@pytest.mark.parametrize("n,dtype,images_grad", [
+    (1, torch.float32, True), (3, torch.float32, False), (65, torch.float32, True),
+    (1, torch.float64, False), (3, torch.float64, True), (65, torch.float64, False), (130, torch.float64, True),
+], ids=str)
+def test_lenet5_train_backward_kernels(emu, n, dtype, images_grad):
+    model, params = lenet(dtype, seed=n)
+    x = torch.rand(n, 1, 28, 28, dtype=dtype, requires_grad=images_grad)
+    logits = model(x)
+    g = torch.randn_like(logits)
+    wrt = ([x] if images_grad else []) + [model.get_parameter(k) for k in ops.LENET5_PARAMS]
+    expected = torch.autograd.grad(logits, wrt, g)
+    _, c1, s2, c3, s4, c5, f6 = emu.lenet5_forward(x.detach(), params, True)
+    c1w, _, c3w, _, c5w, _, f6w, _, outw, _ = params
+    got = emu.lenet5_train_backward(g, x.detach(), c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw, images_grad)
+    if not images_grad:
+        assert got[0].numel() == 0
+        got = got[1:]
+    for name, a, b in zip((["images"] if images_grad else []) + list(ops.LENET5_PARAMS), got, expected):
+        assert a.shape == b.shape, name
+        close(a, b, dtype)
+    # and our CPU backward op agrees
+    cpu = torch.ops.lenet_ext.lenet5_train_backward(g, x.detach(), c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw,
+                                                    images_grad)
+    for a, b in zip(got, cpu[0 if images_grad else 1:]):
+        close(a, b, dtype)
+
+
+def test_lenet5_train_backward_empty_batch(emu):
+    _, params = lenet(torch.float32)
+    x = torch.rand(0, 1, 28, 28)
+    _, c1, s2, c3, s4, c5, f6 = emu.lenet5_forward(x, params, True)
+    c1w, _, c3w, _, c5w, _, f6w, _, outw, _ = params
+    got = emu.lenet5_train_backward(torch.zeros(0, 10), x, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw, True)
+    assert got[0].shape == (0, 1, 28, 28)
+    assert all(t.shape == p.shape and not t.abs().sum() for t, p in zip(got[1:], params))
