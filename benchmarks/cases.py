@@ -1,7 +1,7 @@
 """The benchmark matrix shared by the pytest-benchmark suite and the report: each case is a
 pair of callables (ours, torch's twin) doing the same work on the same data."""
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ class Case:
     flops: float    # per call
     ext: Callable[[], object]
     torch: Callable[[], object]
+    compiled: Optional[Callable[[], object]] = None  # the torch twin under torch.compile (model rows on CUDA)
 
 
 def _runner(f, inputs, backward):
@@ -73,29 +74,41 @@ def _linear_case(layer, batch, device, backward):
             _runner(ref, inputs, backward))
 
 
-def _model_cases(batch, device) -> List[Case]:
+def _model_cases(batch, device, compiled=False) -> List[Case]:
+    """The network as LeNet5 runs it: inference, and a training step (forward, cross-entropy,
+    backward, Adam in torch's fused form on both sides). compiled: also the torch twin under
+    torch.compile(mode="reduce-overhead") (CUDA graphs), for the GPU report."""
     torch.manual_seed(0)
     models = {impl: lenet_ext.LeNet5(impl).to(device) for impl in ("ext", "torch")}
     models["torch"].load_state_dict(models["ext"].state_dict())
+    if compiled:
+        models["compiled"] = lenet_ext.LeNet5("torch").to(device)
+        models["compiled"].load_state_dict(models["ext"].state_dict())
     images = torch.rand(batch, 1, 28, 28, device=device)
     labels = torch.randint(0, 10, (batch,), device=device)
-    opts = {impl: torch.optim.SGD(m.parameters(), lr=0.01) for impl, m in models.items()}
+    fused = {"fused": True} if device in ("cpu", "cuda") else {}
+    opts = {impl: torch.optim.Adam(m.parameters(), lr=1e-3, **fused) for impl, m in models.items()}
+    forward = {impl: m for impl, m in models.items()}
+    if compiled:
+        forward["compiled"] = torch.compile(models["compiled"], mode="reduce-overhead")
 
     def infer(impl):
         def call():
             with torch.inference_mode():
-                return models[impl](images)
+                return forward[impl](images)
         return call
 
     def train(impl):
         def call():
             opts[impl].zero_grad(set_to_none=True)
-            F.cross_entropy(models[impl](images), labels).backward()
+            F.cross_entropy(forward[impl](images), labels).backward()
             opts[impl].step()
         return call
 
-    return [Case("LeNet-5 inference", "model", batch, FLOPS_LENET_FORWARD * batch, infer("ext"), infer("torch")),
-            Case("LeNet-5 training step", "model", batch, FLOPS_LENET_TRAIN * batch, train("ext"), train("torch"))]
+    return [Case("LeNet-5 inference", "model", batch, FLOPS_LENET_FORWARD * batch, infer("ext"), infer("torch"),
+                 infer("compiled") if compiled else None),
+            Case("LeNet-5 training step", "model", batch, FLOPS_LENET_TRAIN * batch, train("ext"), train("torch"),
+                 train("compiled") if compiled else None)]
 
 
 def op_cases(batch, device) -> List[Case]:
@@ -115,8 +128,8 @@ def op_cases(batch, device) -> List[Case]:
     return cases
 
 
-def all_cases(batch, device) -> List[Case]:
-    return op_cases(batch, device) + _model_cases(batch, device)
+def all_cases(batch, device, compiled=False) -> List[Case]:
+    return op_cases(batch, device) + _model_cases(batch, device, compiled)
 
 
 def cases_by_name(batch, device) -> Dict[str, Case]:

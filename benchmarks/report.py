@@ -117,20 +117,34 @@ def run(args):
     say("")
     say("speed-up = torch time / ext time (> 1: ours is faster). GFLOP/s counts multiply-adds as 2.")
     say("")
+    compiled = args.device == "cuda" and not args.no_compile
+    if args.device == "cuda":
+        from lenet_ext import models as lenet_models
+        say(f"- LeNet5(impl=\"ext\") on CUDA: {'the fused ops (LENET_EXT_CUDA_FUSED=1)' if lenet_models.CUDA_FUSED else 'layer by layer (set LENET_EXT_CUDA_FUSED=1 for the fused ops)'}")
+        if compiled:
+            say("- compile: the torch twin under torch.compile(mode=\"reduce-overhead\") (CUDA graphs); "
+                "vs compile = compile time / ext time")
+        say("")
     rows = {}
     for batch in args.batches:
         say(f"## batch {batch}")
         say("")
-        say("| case | ext ms | torch ms | speed-up | ext GFLOP/s | % of sgemm |")
-        say("|---|---:|---:|---:|---:|---:|")
-        for case in all_cases(batch, args.device):
+        extra = " compile ms | vs compile |" if compiled else ""
+        say("| case | ext ms | torch ms | speed-up | ext GFLOP/s | % of sgemm |" + extra)
+        say("|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if compiled else ""))
+        for case in all_cases(batch, args.device, compiled):
             if args.only and not any(s in case.name for s in args.only):
                 continue
-            ext_ms, torch_ms = timer.pair([case.ext, case.torch], args.rounds, args.min_round_ms)
+            fns = [case.ext, case.torch] + ([case.compiled] if case.compiled else [])
+            times = timer.pair(fns, args.rounds, args.min_round_ms)
+            ext_ms, torch_ms = times[:2]
             gflops = case.flops / (ext_ms * 1e-3) / 1e9
             rows[(case.name, batch)] = (ext_ms, torch_ms)
+            tail = ""
+            if compiled:
+                tail = (f" {times[2]:.4f} | {times[2] / ext_ms:.2f}x |" if case.compiled else " - | - |")
             say(f"| {case.name} | {ext_ms:.4f} | {torch_ms:.4f} | {torch_ms / ext_ms:.2f}x | {gflops:.2f} | "
-                f"{100 * gflops / peak:.1f}% |")
+                f"{100 * gflops / peak:.1f}% |" + tail)
             print(lines[-1], flush=True)
         say("")
     if args.device == "cpu" and not args.quick and (os.cpu_count() or 1) > 1:
@@ -167,6 +181,7 @@ def main(argv=None):
     parser.add_argument("--min-round-ms", type=float, default=20.0, help="least time per round (default: 20)")
     parser.add_argument("--only", nargs="*", help="only cases whose name contains one of these words")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 2 short rounds, no file")
+    parser.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile columns")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the report")
     args = parser.parse_args(argv)
     args.argv = argv

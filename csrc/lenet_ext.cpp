@@ -36,8 +36,8 @@ TORCH_LIBRARY(lenet_ext, m) {
       "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 
   // The whole LeNet-5 forward for inference, (N, 1, 28, 28) images -> (N, classes) logits, in one
-  // op: the composition of the ops above (c1, s2, c3, s4, c5, f6, output). CPU only, no autograd:
-  // LeNet5(impl="ext") calls it when no gradient is wanted.
+  // op: the composition of the ops above (c1, s2, c3, s4, c5, f6, output). No autograd:
+  // LeNet5(impl="ext") calls it when no gradient is wanted. CPU and CUDA (one launch).
   m.def(
       "lenet5_forward(Tensor images, Tensor c1_weight, Tensor c1_bias, Tensor c3_weight, Tensor c3_bias, "
       "Tensor c5_weight, Tensor c5_bias, Tensor f6_weight, Tensor f6_bias, Tensor output_weight, "
@@ -48,7 +48,7 @@ TORCH_LIBRARY(lenet_ext, m) {
   // f6), computed by the layer ops above; gradients flow through the logits only. Its backward op
   // runs the layers' backward ops in reverse and returns the gradients of (images, c1_weight,
   // c1_bias, c3_weight, c3_bias, c5_weight, c5_bias, f6_weight, f6_bias, output_weight,
-  // output_bias); the images' one only when images_grad (else an empty tensor). CPU only:
+  // output_bias); the images' one only when images_grad (else an empty tensor). CPU and CUDA:
   // LeNet5(impl="ext") calls it when gradients are wanted, saving the per-layer Python calls and
   // autograd nodes of a training step.
   m.def(

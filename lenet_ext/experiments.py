@@ -25,14 +25,13 @@ run again with the same settings):
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -334,8 +333,16 @@ def exp_flatten(ctx: Context, folder: str) -> None:
                 ("linear, no bias in f6/output", {**base, "c5": "linear", "bias": False})]
     rows, runs = [], {}
     for name, config in variants:
-        run = ctx.train(folder, name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
-                        .replace("/", "-"), config)
+        try:
+            run = ctx.train(folder, name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+                            .replace("/", "-"), config)
+        except train.TrainingError as exc:  # a variant whose loss became NaN: that is a finding too
+            ctx.log(f"  {name}: {exc}")
+            rows.append({"variant": name, "c5": config["c5"], "optimizer": config["optimizer"], "lr": config["lr"],
+                         "bias": config["bias"], "epochs": 0, "train_loss_first": math.nan,
+                         "train_loss_final": math.nan, "test_loss_final": math.nan, "test_acc": math.nan,
+                         "loss_stuck_0.1_0.4": False, "diverged": True})
+            continue
         runs[name] = run
         losses = [r["train_loss"] for r in run.history]
         tail = losses[-3:]
@@ -343,7 +350,7 @@ def exp_flatten(ctx: Context, folder: str) -> None:
         rows.append({"variant": name, "c5": config["c5"], "optimizer": config["optimizer"], "lr": config["lr"],
                      "bias": config["bias"], "epochs": run.epoch, "train_loss_first": losses[0],
                      "train_loss_final": losses[-1], "test_loss_final": run.history[-1]["test_loss"],
-                     "test_acc": run.history[-1]["test_acc"], "loss_stuck_0.1_0.4": stuck})
+                     "test_acc": run.history[-1]["test_acc"], "loss_stuck_0.1_0.4": stuck, "diverged": False})
     write_csv(os.path.join(folder, "results.csv"), rows)
     identical = all(a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
                     for a, b in zip(runs["conv"].history, runs["linear"].history))
@@ -356,7 +363,8 @@ def exp_flatten(ctx: Context, folder: str) -> None:
                       "test accuracy (%)", "final 3 epochs' train loss in 0.1–0.4"],
                      [[r["variant"], r["epochs"], f"{r['train_loss_first']:.3f}", f"{r['train_loss_final']:.4f}",
                        f"{r['test_loss_final']:.4f}", f"{100 * r['test_acc']:.2f}",
-                       "yes" if r["loss_stuck_0.1_0.4"] else "no"] for r in rows])
+                       "diverged (NaN loss)" if r["diverged"] else "yes" if r["loss_stuck_0.1_0.4"] else "no"]
+                      for r in rows])
     write_md(folder, "Flatten: s4 into a 400→120 linear layer against the C5 conv", ctx, body)
     plot_curves(runs, os.path.join(folder, "curves.png"), "C5 conv against the flattened 400→120 linear layer")
 

@@ -7,9 +7,9 @@ for torch.compile, and autograd formulas that call our explicit backward ops.
         == (avg_pool2d(a, pool), a) with a = conv2d_sigmoid(x, weight, bias, 1, padding), in one pass
     linear(x, weight, bias, sigmoid)                 == F.linear(x, weight, bias), then sigmoid if asked
     lenet5_forward(images, params)                   == LeNet-5's forward, all layers in one op
-                                                        (CPU, inference only: no autograd)
+                                                        (inference only: no autograd)
     lenet5_train_forward(images, params)             == the same for training: (logits, activations),
-                                                        one op and one autograd node (CPU)
+                                                        one op and one autograd node
 
 Autograd is registered in C++ (csrc/autograd.cpp). Argument errors come from the kernels (C++)
 in eager mode and from the fake kernels below while torch.compile traces: TypeError for a wrong dtype or a
@@ -46,7 +46,7 @@ def conv2d_sigmoid_pool(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None
                         pool: int = 2) -> Tuple[Tensor, Tensor]:
     """A stride-1 conv2d_sigmoid followed by pool x pool average pooling (stride pool, floor mode),
     in one pass: returns (pooled, activation), activation being the conv2d_sigmoid output.
-    CPU only for now (on CUDA, compose conv2d_sigmoid and avg_pool2d)."""
+    CPU and CUDA kernels."""
     return _ops.conv2d_sigmoid_pool.default(x, weight, bias, _as_int(padding, "padding"), _as_int(pool, "pool"))
 
 
@@ -181,8 +181,8 @@ def _linear_backward_fake(grad_output, output, x, weight, sigmoid, output_mask):
 def lenet5_forward(images: Tensor, params: Sequence[Tensor]) -> Tensor:
     """The whole LeNet-5 forward in one op: (N, 1, 28, 28) images -> (N, classes) logits, equal to
     running c1, s2, c3, s4, c5, f6 and the output layer through the ops above. `params` are the
-    ten tensors named in LENET5_PARAMS, in that order. CPU only and without autograd: for
-    inference (LeNet5(impl="ext") uses it when no gradient is wanted)."""
+    ten tensors named in LENET5_PARAMS, in that order. Without autograd: for inference
+    (LeNet5(impl="ext") uses it when no gradient is wanted). CPU, and CUDA in one launch."""
     return _ops.lenet5_forward.default(images, *_lenet5_params(params))
 
 
@@ -199,7 +199,8 @@ def lenet5_train_forward(images: Tensor, params: Sequence[Tensor]) -> Tuple[Tens
     and every activation (c1 and c3 before pooling, c5 as (N, 120, 1, 1)), equal to running the
     layer ops one by one. One autograd node for the whole network: gradients flow through the
     logits to the images and the ten parameters (LENET5_PARAMS order); the activations are
-    returned without gradient. CPU only (LeNet5(impl="ext") uses it when gradients are wanted)."""
+    returned without gradient. CPU and CUDA (LeNet5(impl="ext") uses it when gradients are wanted;
+    on CUDA with LENET_EXT_CUDA_FUSED=1 until a GPU run has validated its kernels)."""
     return _ops.lenet5_train_forward.default(images, *_lenet5_params(params))
 
 

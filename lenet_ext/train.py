@@ -26,7 +26,6 @@ import copy
 import dataclasses
 import datetime
 from dataclasses import dataclass
-import json
 import math
 import os
 import platform
@@ -480,15 +479,16 @@ class Run:
                     F.cross_entropy(model(x), y).backward()
                     opt.step()
             del model, opt
-            for p in self.model.parameters():
-                p.grad = torch.zeros_like(p)
-            lr = float(self._lr)
-            self._lr.fill_(0.0)
-            self.optimizer.step()
-            self._lr.fill_(lr)
-            for state in self.optimizer.state.values():
-                if "step" in state:
-                    state["step"].zero_()
+            if not self.optimizer.state:  # a fresh optimizer (a resumed run already has its state)
+                for p in self.model.parameters():
+                    p.grad = torch.zeros_like(p)
+                lr = float(self._lr)
+                self._lr.fill_(0.0)
+                self.optimizer.step()
+                self._lr.fill_(lr)
+                for state in self.optimizer.state.values():
+                    if "step" in state:
+                        state["step"].zero_()
             self.optimizer.zero_grad(set_to_none=True)
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()

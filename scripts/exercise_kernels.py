@@ -1,6 +1,7 @@
 """Runs every lenet_ext kernel, forward and backward, once on small odd shapes and once at
-LeNet-5's shapes, on the given device: the program compute-sanitizer checks in
-scripts/gpu_check.sh (memcheck, racecheck). Exits non-zero if a result disagrees with torch.
+LeNet-5's shapes, on the given device, the fused ops' kernels (conv2d_sigmoid_pool,
+lenet5_forward, lenet5_train_forward/backward) included: the program compute-sanitizer checks in
+scripts/gpu_check.sh (memcheck, racecheck, synccheck). Exits non-zero if a result disagrees with torch.
 
     python scripts/exercise_kernels.py [--device cuda]
 """
@@ -38,12 +39,41 @@ def main():
             torch.testing.assert_close(out, ref, **tol)
             for g, r in zip(grads, ref_grads):
                 torch.testing.assert_close(g, r, **tol)
+        # The fused ops: conv2d_sigmoid_pool (odd shapes, LeNet's), and the whole network for
+        # inference and training (65 images: two chunks of the backward's partial sums).
+        for n, c, h, w, o, k, p, pool in [(3, 2, 11, 9, 4, 3, 1, 2), (5, 6, 14, 14, 16, 5, 0, 2),
+                                          (2, 1, 28, 28, 6, 5, 2, 2), (2, 2, 10, 10, 3, 3, 0, 3)]:
+            x = torch.randn(n, c, h, w, device=device, dtype=dtype, requires_grad=True)
+            wt = torch.randn(o, c, k, k, device=device, dtype=dtype, requires_grad=True)
+            b = torch.randn(o, device=device, dtype=dtype, requires_grad=True)
+            pooled, act = ops.conv2d_sigmoid_pool(x, wt, b, p, pool)
+            ref_act = torch.sigmoid(F.conv2d(x, wt, b, 1, p))
+            ref_pooled = F.avg_pool2d(ref_act, pool)
+            torch.testing.assert_close(pooled, ref_pooled, **tol)
+            torch.testing.assert_close(act, ref_act, **tol)
+            outs = [pooled.square().sum() + act.sum()]
+            refs = [ref_pooled.square().sum() + ref_act.sum()]
+            for g, r in zip(torch.autograd.grad(outs, (x, wt, b)), torch.autograd.grad(refs, (x, wt, b))):
+                torch.testing.assert_close(g, r, **tol)
+        torch.manual_seed(1)
+        ref = lenet_ext.LeNet5("torch").to(device, dtype)
+        params = [ref.get_parameter(name) for name in ops.LENET5_PARAMS]
+        for n in (1, 3, 65):
+            x = torch.rand(n, 1, 28, 28, device=device, dtype=dtype, requires_grad=True)
+            with torch.no_grad():
+                torch.testing.assert_close(ops.lenet5_forward(x, [q.detach() for q in params]), ref(x), **tol)
+            leaves = [q.detach().clone().requires_grad_(True) for q in params]
+            logits = ops.lenet5_train_forward(x, leaves)[0]
+            ours = torch.autograd.grad(logits.square().sum(), [x] + leaves)
+            theirs = torch.autograd.grad(ref(x).square().sum(), [x] + params)
+            for g, r in zip(ours, theirs):
+                torch.testing.assert_close(g, r, **tol)
     model = lenet_ext.LeNet5("ext").to(device)
     F.cross_entropy(model(torch.rand(33, 1, 28, 28, device=device)),
                     torch.randint(0, 10, (33,), device=device)).backward()
     if device == "cuda":
         torch.cuda.synchronize()
-    print("exercised every kernel forward and backward: results match torch")
+    print("exercised every kernel forward and backward, the fused ops' included: results match torch")
 
 
 if __name__ == "__main__":

@@ -155,3 +155,228 @@ def test_only_our_kernels_run():
     forbidden = [n for n in names if any(s in n.lower() for s in ("cudnn", "cublas", "gemm", "aten::conv",
                                                                   "aten::mm", "aten::addmm", "aten::avg_pool"))]
     assert not forbidden, forbidden
+
+
+# ------------------------------------------------------------------------------------------------
+# The fused ops' CUDA kernels (conv2d_sigmoid_pool, lenet5_forward, lenet5_train_forward/backward).
+# Their arithmetic is also checked without a GPU, by tests/test_cuda_emulated.py.
+# ------------------------------------------------------------------------------------------------
+
+BATCHES = [1, 7, 64, 257, 1024]
+F64 = dict(atol=1e-12, rtol=1e-10)
+
+
+def close_for(dtype):
+    def check(a, b):
+        if dtype == torch.float64:
+            torch.testing.assert_close(a, b, **F64)
+        else:
+            close(a, b)
+    return check
+
+
+@pytest.fixture
+def fused(monkeypatch):
+    """The model takes the fused CUDA ops (LENET_EXT_CUDA_FUSED=1)."""
+    from lenet_ext import models
+    monkeypatch.setattr(models, "CUDA_FUSED", True)
+
+
+def lenet_params(dtype, device="cuda", seed=0):
+    torch.manual_seed(seed)
+    model = lenet_ext.LeNet5("torch").to(device, dtype)
+    return model, [model.get_parameter(name) for name in ops.LENET5_PARAMS]
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_network_ops_match_torch_and_cpu(batch, dtype):
+    check = close_for(dtype)
+    model, params = lenet_params(dtype)
+    x = torch.rand(batch, 1, 28, 28, device="cuda", dtype=dtype)
+    detached = [p.detach() for p in params]
+    with torch.no_grad():
+        ref = model.activations(x)
+        logits = ops.lenet5_forward(x, detached)
+    check(logits, ref["logits"])
+    check(logits.cpu(), ops.lenet5_forward(x.cpu(), [p.cpu() for p in detached]))
+    out = ops.lenet5_train_forward(x, detached)
+    for name, got in zip(("logits", "c1", "s2", "c3", "s4", "c5", "f6"), out):
+        check(got, ref[name].reshape(got.shape))
+    # Gradients through the one autograd node against the torch layers' and our CPU op's.
+    xg = x.clone().requires_grad_(True)
+    leaves = [p.detach().clone().requires_grad_(True) for p in params]
+    g = torch.randn(batch, 10, device="cuda", dtype=dtype)
+    ours = torch.autograd.grad(ops.lenet5_train_forward(xg, leaves)[0], [xg] + leaves, g)
+    xr = x.clone().requires_grad_(True)
+    theirs = torch.autograd.grad(model(xr), [xr] + _ordered(model), g)
+    for a, b in zip(ours, theirs):
+        check(a, b)
+    xc = x.cpu().requires_grad_(True)
+    leaves_cpu = [p.detach().cpu().requires_grad_(True) for p in params]
+    cpu = torch.autograd.grad(ops.lenet5_train_forward(xc, leaves_cpu)[0], [xc] + leaves_cpu, g.cpu())
+    for a, b in zip(ours, cpu):
+        check(a.cpu(), b)
+
+
+def _ordered(model):
+    return [model.get_parameter(name) for name in ops.LENET5_PARAMS]
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28, 6, 5, 2, 2), (257, 6, 14, 14, 16, 5, 0, 2), (2, 3, 11, 9, 4, 3, 1, 2),
+                                   (2, 2, 10, 10, 3, 3, 0, 3)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv2d_sigmoid_pool_cuda(shape, dtype):
+    check = close_for(dtype)
+    n, c, h, w, o, k, pad, pool = shape
+    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype, requires_grad=True)
+    wt = torch.randn(o, c, k, k, device="cuda", dtype=dtype, requires_grad=True)
+    b = torch.randn(o, device="cuda", dtype=dtype, requires_grad=True)
+    pooled, act = ops.conv2d_sigmoid_pool(x, wt, b, pad, pool)
+    ref_act = torch.sigmoid(F.conv2d(x, wt, b, 1, pad))
+    ref_pooled = F.avg_pool2d(ref_act, pool)
+    check(pooled, ref_pooled)
+    check(act, ref_act)
+    gp, ga = torch.randn_like(pooled), torch.randn_like(act)
+    ours = torch.autograd.grad([pooled, act], [x, wt, b], [gp, ga], retain_graph=True)
+    theirs = torch.autograd.grad([ref_pooled, ref_act], [x, wt, b], [gp, ga])
+    for a, r in zip(ours, theirs):
+        check(a, r)
+    cpu_inputs = [t.detach().cpu().requires_grad_(True) for t in (x, wt, b)]
+    cp, ca = ops.conv2d_sigmoid_pool(*cpu_inputs, pad, pool)
+    cpu = torch.autograd.grad([cp, ca], cpu_inputs, [gp.cpu(), ga.cpu()])
+    for a, r in zip(ours, cpu):
+        check(a.cpu(), r)
+
+
+def test_fused_ops_gradcheck_float64():
+    from torch.autograd import gradcheck
+    d = dict(device="cuda", dtype=torch.float64, requires_grad=True)
+    x, w, b = torch.randn(2, 2, 7, 7, **d), torch.randn(3, 2, 3, 3, **d), torch.randn(3, **d)
+    assert gradcheck(lambda *t: ops.conv2d_sigmoid_pool(*t, 1, 2), (x, w, b))
+    _, params = lenet_params(torch.float64)
+    leaves = [p.detach().clone().requires_grad_(True) for p in params]
+    images = torch.rand(2, 1, 28, 28, **d)
+    assert gradcheck(lambda im, *p: ops.lenet5_train_forward(im, p)[0], (images, *leaves), fast_mode=True)
+
+
+def test_fused_ops_opcheck():
+    _, params = lenet_params(torch.float32)
+    detached = [p.detach() for p in params]
+    x = torch.rand(5, 1, 28, 28, device="cuda")
+    torch.library.opcheck(torch.ops.lenet_ext.lenet5_forward.default, (x, *detached))
+    leaves = [p.detach().clone().requires_grad_(True) for p in params]
+    torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_forward.default, (x, *leaves))
+    logits, c1, s2, c3, s4, c5, f6 = ops.lenet5_train_forward(x, detached)
+    c1w, _, c3w, _, c5w, _, f6w, _, ow, _ = detached
+    torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_backward.default,
+                          (torch.randn_like(logits), x, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, ow, True))
+    xc = torch.randn(3, 2, 9, 9, device="cuda", requires_grad=True)
+    wc = torch.randn(4, 2, 3, 3, device="cuda", requires_grad=True)
+    torch.library.opcheck(torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (xc, wc, None, 1, 2))
+
+
+def _kernel_launches(prof):
+    return [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def test_model_takes_the_fused_ops_on_cuda(fused):
+    """Inference is one launch of our kernel; a training step is our forward, four backward kernels,
+    the loss's and the optimizer's; no cuDNN or cuBLAS kernel."""
+    model = lenet_ext.LeNet5("ext").cuda()
+    x, y = torch.rand(64, 1, 28, 28, device="cuda"), torch.randint(0, 10, (64,), device="cuda")
+    with torch.no_grad():
+        model(x)
+    torch.cuda.synchronize()
+    act = torch.profiler.ProfilerActivity
+    with torch.profiler.profile(activities=[act.CPU, act.CUDA]) as prof:
+        with torch.no_grad():
+            model(x)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in _kernel_launches(prof)]
+    assert len(kernels) == 1 and "lenet5_forward_kernel" in kernels[0], kernels
+    with torch.profiler.profile(activities=[act.CPU, act.CUDA]) as prof:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        torch.cuda.synchronize()
+    kernels = [e.name for e in _kernel_launches(prof)]
+    ours = [k for k in kernels if "lenet5" in k]
+    assert len(ours) == 5, kernels  # the forward, then the backward's chain, dense, partials, reduce
+    forbidden = [k for k in kernels if any(s in k.lower() for s in ("cudnn", "cublas", "gemm", "conv2d_sigmoid"))]
+    assert not forbidden, forbidden
+
+
+def test_fused_gradients_are_bitwise_deterministic(fused):
+    first = _train_grads("cuda")
+    for _ in range(3):
+        for a, b in zip(first, _train_grads("cuda")):
+            assert torch.equal(a, b)
+
+
+def test_fused_device_mismatch_is_a_clear_error():
+    _, params = lenet_params(torch.float32, device="cpu")
+    with pytest.raises(ValueError, match="same device"):
+        ops.lenet5_forward(torch.rand(2, 1, 28, 28, device="cuda"), [p.detach() for p in params])
+    with pytest.raises(ValueError, match="same device"):
+        ops.lenet5_train_forward(torch.rand(2, 1, 28, 28, device="cuda"), [p.detach() for p in params])
+
+
+def _adam(model):
+    return torch.optim.Adam(model.parameters(), lr=torch.tensor(1e-3, device="cuda"), capturable=True, fused=True)
+
+
+@pytest.mark.parametrize("path", ["fused", "layers"])
+def test_whole_training_step_in_a_cuda_graph_matches_eager(path, monkeypatch):
+    """A training step (forward, loss, backward, Adam) captured with torch.cuda.graph and replayed
+    gives bitwise the weights of the same steps run eagerly."""
+    from lenet_ext import models
+    monkeypatch.setattr(models, "CUDA_FUSED", path == "fused")
+    torch.manual_seed(0)
+    batches = [(torch.rand(64, 1, 28, 28, device="cuda"), torch.randint(0, 10, (64,), device="cuda"))
+               for _ in range(6)]
+    eager = lenet_ext.LeNet5("ext").cuda()
+    graphed = lenet_ext.LeNet5("ext").cuda()
+    graphed.load_state_dict(eager.state_dict())
+    opt_e, opt_g = _adam(eager), _adam(graphed)
+
+    def step(model, opt, x, y):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    # Warm up both the same way (two eager steps on a side stream), then capture one of them.
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for x, y in batches[:2]:
+            step(eager, opt_e, x, y)
+            step(graphed, opt_g, x, y)
+    torch.cuda.current_stream().wait_stream(stream)
+    static_x, static_y = batches[2][0].clone(), batches[2][1].clone()
+    graph = torch.cuda.CUDAGraph()
+    opt_g.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        F.cross_entropy(graphed(static_x), static_y).backward()
+        opt_g.step()
+    for x, y in batches[2:]:
+        static_x.copy_(x)
+        static_y.copy_(y)
+        graph.replay()
+        step(eager, opt_e, x, y)
+    torch.cuda.synchronize()
+    for (name, a), b in zip(graphed.state_dict().items(), eager.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_training_loop_cuda_graph_matches_eager(tmp_path, offline_env, monkeypatch):
+    """python -m lenet_ext.train's loop with --cuda-graph on and off: the same weights after two epochs."""
+    from lenet_ext import checkpoint, models, train
+    monkeypatch.setattr(models, "CUDA_FUSED", True)
+    for mode in ("on", "off"):
+        assert train.main(["--device", "cuda", "--cuda-graph", mode, "--epochs", "2", "--no-plots", "--seed", "3",
+                           "--out", str(tmp_path / mode)]) == 0
+    on = checkpoint.load(str(tmp_path / "on" / "last.pt"))
+    off = checkpoint.load(str(tmp_path / "off" / "last.pt"))
+    assert checkpoint.read_summary(str(tmp_path / "on"))["cuda_graph"] is True
+    for k in on["model"]:
+        assert torch.equal(on["model"][k], off["model"][k]), k
+    assert [r["train_loss"] for r in on["history"]] == [r["train_loss"] for r in off["history"]]

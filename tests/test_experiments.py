@@ -1,7 +1,6 @@
 """python -m lenet_ext.experiments in its tiny mode: each experiment on the embedded digits, one
 epoch, one seed, with its results files checked (CI runs exactly this)."""
 import csv
-import os
 
 import pytest
 

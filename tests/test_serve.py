@@ -4,7 +4,6 @@ pointer events (tests/browser.py)."""
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess

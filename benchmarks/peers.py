@@ -1,0 +1,149 @@
+"""LeNet-5 on our kernels against what a user would pick instead, in one process on one machine:
+torch eager, torch.compile (inductor), and for inference ONNX Runtime and OpenVINO running the
+ONNX export of the same weights (python -m lenet_ext.export's path). Medians of interleaved
+rounds; speed-up = peer time / ours.
+
+    python -m benchmarks.peers                       # CPU, batches 1, 64, 1024
+    python -m benchmarks.peers --batches 64 --rounds 9
+
+A peer that is not installed (onnxruntime, openvino) is listed as such. Prints a markdown table.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import lenet_ext
+from lenet_ext import export
+
+
+def timed(fn, min_seconds=0.2):
+    """Seconds per call, from a round of back-to-back calls lasting at least min_seconds."""
+    fn()
+    n, t = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t = time.perf_counter() - t0
+        if t >= min_seconds or n >= 1 << 14:
+            return t / n
+        n *= 2
+
+
+def compare(fns, rounds):
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(timed(fn))
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def inference_peers(model, onnx_path, images):
+    peers = {}
+    with torch.inference_mode():
+        expected = model(images)
+    ref = lenet_ext.LeNet5("torch")
+    ref.load_state_dict(model.state_dict())
+    ref.eval()
+
+    def eager():
+        with torch.inference_mode():
+            return ref(images)
+    peers["torch eager"] = eager
+    compiled = torch.compile(ref)
+
+    def comp():
+        with torch.inference_mode():
+            return compiled(images)
+    peers["torch.compile"] = comp
+    x = images.numpy()
+    try:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        out = session.run(["logits"], {"images": x})[0]
+        assert np.abs(out - expected.numpy()).max() < 1e-3
+        peers["ONNX Runtime"] = lambda: session.run(["logits"], {"images": x})
+    except ImportError:
+        peers["ONNX Runtime"] = None
+    try:
+        import openvino as ov
+        core = ov.Core()
+        net = core.compile_model(core.read_model(onnx_path), "CPU",
+                                 {"INFERENCE_NUM_THREADS": torch.get_num_threads()})
+        request = net.create_infer_request()
+        out = request.infer({0: x})[net.output(0)]
+        assert np.abs(out - expected.numpy()).max() < 1e-3
+        peers["OpenVINO"] = lambda: request.infer({0: x})
+    except ImportError:
+        peers["OpenVINO"] = None
+    return peers
+
+
+def training_peers(state, images, labels):
+    def make(impl, compile_it=False):
+        model = lenet_ext.LeNet5(impl)
+        model.load_state_dict(state)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        forward = torch.compile(model) if compile_it else model
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(forward(images), labels).backward()
+            opt.step()
+        return step
+    return make("ext"), {"torch eager": make("torch"), "torch.compile": make("torch", True)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", default="1,64,1024", help="(default: 1,64,1024)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per case (default: 7)")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    model = lenet_ext.LeNet5("ext").eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = os.path.join(tmp, "lenet5.onnx")
+        try:
+            export.export_onnx(model, onnx_path)
+        except Exception as exc:  # the export extra is not installed
+            print(f"(no ONNX export: {exc})", file=sys.stderr)
+            onnx_path = None
+        print(f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}, lenet_ext {lenet_ext.__version__} "
+              f"({lenet_ext.cpu_isa()} kernels); medians of {args.rounds} interleaved rounds; speed-up = peer / ours")
+        print()
+        print("| case | batch | ours ms | peer | peer ms | speed-up |")
+        print("|---|---:|---:|---|---:|---:|")
+        for batch in (int(b) for b in args.batches.split(",")):
+            images = torch.rand(batch, 1, 28, 28)
+            labels = torch.randint(0, 10, (batch,))
+            peers = inference_peers(model, onnx_path, images)
+
+            def ours():
+                with torch.inference_mode():
+                    return model(images)
+            available = {k: v for k, v in peers.items() if v is not None}
+            times = compare({"ours": ours, **available}, args.rounds)
+            for name in peers:
+                if peers[name] is None:
+                    print(f"| inference | {batch} | {times['ours']:.4f} | {name} | not installed | - |")
+                else:
+                    print(f"| inference | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
+                          f"{times[name] / times['ours']:.2f}x |", flush=True)
+            step, peer_steps = training_peers(model.state_dict(), images, labels)
+            times = compare({"ours": step, **peer_steps}, args.rounds)
+            for name in peer_steps:
+                print(f"| training step (Adam) | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
+                      f"{times[name] / times['ours']:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
