@@ -153,6 +153,16 @@ inline int64_t check_lenet5_backward_args(const at::Tensor& grad_logits, const a
   return outw.size(0);
 }
 
+// LeNet-5's ten parameters (lenet5_forward's order), contiguous.
+inline std::array<at::Tensor, 10> contiguous_lenet5_params(const at::Tensor& c1w, const at::Tensor& c1b,
+                                                           const at::Tensor& c3w, const at::Tensor& c3b,
+                                                           const at::Tensor& c5w, const at::Tensor& c5b,
+                                                           const at::Tensor& f6w, const at::Tensor& f6b,
+                                                           const at::Tensor& outw, const at::Tensor& outb) {
+  return {c1w.contiguous(), c1b.contiguous(), c3w.contiguous(), c3b.contiguous(), c5w.contiguous(),
+          c5b.contiguous(), f6w.contiguous(), f6b.contiguous(), outw.contiguous(), outb.contiguous()};
+}
+
 // Backward ops are called by autograd with tensors it saved, but they are public
 // ops too: check what would otherwise index out of bounds.
 inline void check_grad_output(const at::Tensor& grad, const at::Tensor& ref, at::IntArrayRef expected) {

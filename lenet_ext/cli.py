@@ -49,33 +49,66 @@ def run(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except UserError as exc:
+    except Exception as exc:
+        if not (_interrupted(exc) or _sigint["received"]):
+            return _failed(exc)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _failed(exc: Exception) -> int:
+    """The exit status and one line on stderr for an exception that main() let through."""
+    if isinstance(exc, UserError):
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # output piped into head and closed
+    if isinstance(exc, BrokenPipeError):  # output piped into head and closed
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return 1
-    except MemoryError:
+    if isinstance(exc, MemoryError):
         print("error: out of memory (try a smaller --batch-size or fewer inputs)", file=sys.stderr)
         return 1
-    except Exception as exc:
-        if os.environ.get("LENET_EXT_DEBUG"):
-            raise
-        message = " ".join(str(exc).split()) or "no message"
-        print(f"error: unexpected {type(exc).__name__}: {message[:300]} (LENET_EXT_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
-        return 1
+    if os.environ.get("LENET_EXT_DEBUG"):
+        raise exc
+    message = " ".join(str(exc).split()) or "no message"
+    print(f"error: unexpected {type(exc).__name__}: {message[:300]} (LENET_EXT_DEBUG=1 shows the traceback)",
+          file=sys.stderr)
+    return 1
+
+
+_sigint = {"received": False}
 
 
 def quiet_interrupts_at_startup() -> None:
     """Under `python -m lenet_ext.<tool>`, Ctrl-C before a tool's main() (while torch imports, say)
-    prints `interrupted` instead of a traceback."""
+    prints `interrupted` instead of a traceback. Ctrl-C is also remembered: a library that catches
+    the KeyboardInterrupt half-way through its import fails later in some other way, and that
+    failure is then reported as the interruption it is."""
+    import signal
+
+    def on_sigint(signum, frame):
+        _sigint["received"] = True
+        raise KeyboardInterrupt
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored
+        signal.signal(signal.SIGINT, on_sigint)
+
     def hook(kind, value, tb, previous=sys.excepthook):
-        if issubclass(kind, KeyboardInterrupt):
-            print("interrupted", file=sys.stderr)
-        else:
-            previous(kind, value, tb)
+        if _interrupted(value) or _sigint["received"]:
+            print("interrupted", file=sys.stderr, flush=True)
+            os._exit(130)  # nothing has started yet that would need cleaning up
+        previous(kind, value, tb)
     sys.excepthook = hook
+
+
+def _interrupted(exc) -> bool:
+    """Whether exc is a KeyboardInterrupt, or caused by one (Python wraps a KeyboardInterrupt that
+    lands in some places, such as a class body's __set_name__, in a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -22,10 +22,8 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, c
   const int64_t classes = check_lenet5_args(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
   const int64_t N = images.size(0);
   const at::Tensor x = images.contiguous();
-  const std::array<at::Tensor, 10> params = {c1w.contiguous(), c1b.contiguous(), c3w.contiguous(),
-                                             c3b.contiguous(), c5w.contiguous(), c5b.contiguous(),
-                                             f6w.contiguous(), f6b.contiguous(), outw.contiguous(),
-                                             outb.contiguous()};
+  const std::array<at::Tensor, 10> params =
+      contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
   at::Tensor logits = at::empty({N, classes}, x.options());
   if (N == 0) return logits;
 

@@ -36,6 +36,47 @@ struct LeNet5Acts {
   T *c1, *s2, *c3, *s4, *c5, *f6;  // (N,6,28,28) (N,6,14,14) (N,16,10,10) (N,16,5,5) (N,120) (N,84)
 };
 
+// One 5x5 convolution + sigmoid + 2x2 average pooling stage between shared-memory tiles, one
+// thread per pooled value: `in` holds C channels of IN x IN values (c1: the padded 32 x 32 image;
+// c3: s2's 14 x 14 maps), the convolution's output is OUT x OUT (OUT = IN - 4), the pooled one
+// P x P. kSave: also write the four activations of each window to save_act (O, OUT, OUT) and the
+// pooled values to save_pooled (O, P, P), in global memory.
+template <typename T, int C, int IN, int O, bool kSave>
+__device__ __forceinline__ void conv5_sigmoid_pool2(const T* in, const T* __restrict__ w, const T* __restrict__ b,
+                                                    T* pooled, T* __restrict__ save_act,
+                                                    T* __restrict__ save_pooled) {
+  constexpr int OUT = IN - 4, P = OUT / 2;
+  for (int item = threadIdx.x; item < O * P * P; item += blockDim.x) {
+    const int o = item / (P * P), q = item % (P * P), ph = q / P, pw = q % P;
+    const T bias = ro(b + o);
+    T a00 = bias, a01 = bias, a10 = bias, a11 = bias;
+    for (int c = 0; c < C; ++c) {
+      const T* wc = w + (o * C + c) * 25;
+      for (int i = 0; i < 5; ++i) {
+        const T* row = in + c * IN * IN + (2 * ph + i) * IN + 2 * pw;
+        for (int j = 0; j < 5; ++j) {
+          const T wv = ro(wc + i * 5 + j);
+          a00 += wv * row[j];
+          a01 += wv * row[j + 1];
+          a10 += wv * row[j + IN];
+          a11 += wv * row[j + IN + 1];
+        }
+      }
+    }
+    const T y00 = sigmoid(a00), y01 = sigmoid(a01), y10 = sigmoid(a10), y11 = sigmoid(a11);
+    const T average = (y00 + y01 + y10 + y11) * T(0.25);
+    pooled[item] = average;
+    if constexpr (kSave) {
+      T* act = save_act + o * OUT * OUT + (2 * ph) * OUT + 2 * pw;
+      act[0] = y00;
+      act[1] = y01;
+      act[OUT] = y10;
+      act[OUT + 1] = y11;
+      save_pooled[item] = average;
+    }
+  }
+}
+
 template <typename T, bool kSave>
 __global__ void __launch_bounds__(kLeNetThreads)
     lenet5_forward_kernel(const T* __restrict__ images, LeNet5Weights<T> p, T* __restrict__ logits,
@@ -53,67 +94,11 @@ __global__ void __launch_bounds__(kLeNetThreads)
     xs[i] = (r >= 0 && r < 28 && c >= 0 && c < 28) ? img[r * 28 + c] : T(0);
   }
   __syncthreads();
-
-  // c1 + sigmoid + 2x2 pooling: thread per (o, ph, pw) of s2.
-  for (int item = tid; item < 6 * 196; item += blockDim.x) {
-    const int o = item / 196, q = item % 196, ph = q / 14, pw = q % 14;
-    const T* w = p.c1w + o * 25;
-    const T b = ro(p.c1b + o);
-    T a00 = b, a01 = b, a10 = b, a11 = b;
-    for (int i = 0; i < 5; ++i) {
-      const T* row = xs + (2 * ph + i) * 32 + 2 * pw;
-      for (int j = 0; j < 5; ++j) {
-        const T wv = ro(w + i * 5 + j);
-        a00 += wv * row[j];
-        a01 += wv * row[j + 1];
-        a10 += wv * row[j + 32];
-        a11 += wv * row[j + 33];
-      }
-    }
-    const T y00 = sigmoid(a00), y01 = sigmoid(a01), y10 = sigmoid(a10), y11 = sigmoid(a11);
-    const T pooled = (y00 + y01 + y10 + y11) * T(0.25);
-    s2[item] = pooled;
-    if (kSave) {
-      T* out = save.c1 + (n * 6 + o) * 784 + (2 * ph) * 28 + 2 * pw;
-      out[0] = y00;
-      out[1] = y01;
-      out[28] = y10;
-      out[29] = y11;
-      save.s2[n * 1176 + item] = pooled;
-    }
-  }
+  conv5_sigmoid_pool2<T, 1, 32, 6, kSave>(xs, p.c1w, p.c1b, s2, kSave ? save.c1 + n * 4704 : nullptr,
+                                          kSave ? save.s2 + n * 1176 : nullptr);
   __syncthreads();
-
-  // c3 + sigmoid + 2x2 pooling: thread per (o, ph, pw) of s4.
-  for (int item = tid; item < 16 * 25; item += blockDim.x) {
-    const int o = item / 25, q = item % 25, ph = q / 5, pw = q % 5;
-    const T b = ro(p.c3b + o);
-    T a00 = b, a01 = b, a10 = b, a11 = b;
-    for (int c = 0; c < 6; ++c) {
-      const T* w = p.c3w + (o * 6 + c) * 25;
-      for (int i = 0; i < 5; ++i) {
-        const T* row = s2 + c * 196 + (2 * ph + i) * 14 + 2 * pw;
-        for (int j = 0; j < 5; ++j) {
-          const T wv = ro(w + i * 5 + j);
-          a00 += wv * row[j];
-          a01 += wv * row[j + 1];
-          a10 += wv * row[j + 14];
-          a11 += wv * row[j + 15];
-        }
-      }
-    }
-    const T y00 = sigmoid(a00), y01 = sigmoid(a01), y10 = sigmoid(a10), y11 = sigmoid(a11);
-    const T pooled = (y00 + y01 + y10 + y11) * T(0.25);
-    s4[item] = pooled;
-    if (kSave) {
-      T* out = save.c3 + (n * 16 + o) * 100 + (2 * ph) * 10 + 2 * pw;
-      out[0] = y00;
-      out[1] = y01;
-      out[10] = y10;
-      out[11] = y11;
-      save.s4[n * 400 + item] = pooled;
-    }
-  }
+  conv5_sigmoid_pool2<T, 6, 14, 16, kSave>(s2, p.c3w, p.c3b, s4, kSave ? save.c3 + n * 1600 : nullptr,
+                                           kSave ? save.s4 + n * 400 : nullptr);
   __syncthreads();
 
   // The dense layers: c5 (400 -> 120, the 5x5 conv over s4), f6 (120 -> 84), out (84 -> classes).
