@@ -1,5 +1,6 @@
-// The CUDA kernels of the fused ops, run on the CPU: a test of their arithmetic and indexing on a
-// machine without a GPU (tests/test_cuda_emulated.py builds this with torch.utils.cpp_extension).
+// lenet_ext's newer CUDA kernels (the fused ops', the second-generation per-op kernels, and the
+// first-generation convolution kernels they share code with), run on the CPU: a test of their
+// arithmetic and indexing on a machine without a GPU (tests/test_cuda_emulated.py builds this with torch.utils.cpp_extension).
 //
 // The kernel headers are compiled as plain C++. A block's kThreads threads are fibers (ucontext)
 // on one host thread: each runs until its next __syncthreads(), which switches to the next fiber,
@@ -59,6 +60,7 @@ inline T __ldg(const T* p) {
 
 #include "../csrc/checks.h"
 #include "../csrc/cuda/conv_kernels.cuh"
+#include "../csrc/cuda/product_kernels.cuh"
 #include "../csrc/cuda/lenet5_backward_kernels.cuh"
 #include "../csrc/cuda/lenet5_kernels.cuh"
 
@@ -136,19 +138,95 @@ std::vector<at::Tensor> conv_pool_forward(at::Tensor x, at::Tensor w, c10::optio
   return {pooled, act};
 }
 
+// v2's partial sums, as the ops allocate them.
+at::Tensor partial_for(const ConvShape& s, const at::Tensor& like, bool v2) {
+  return v2 && !s.whole_input() ? at::empty({conv_grad_chunks(s) * conv_grad_elements(s)}, like.options())
+                                : at::Tensor();
+}
+
+template <typename T>
+T* maybe(at::Tensor& t) {
+  return t.defined() && t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr;
+}
+
+at::Tensor conv_forward(at::Tensor x, at::Tensor w, c10::optional<at::Tensor> b, int64_t stride, int64_t pad,
+                        bool v2) {
+  check_conv2d(x, w, b, stride, pad);
+  x = x.contiguous(), w = w.contiguous();
+  at::Tensor bias = b.has_value() ? b->contiguous() : at::Tensor();
+  const ConvShape s = conv_shape(x, w, stride, pad);
+  at::Tensor y = at::empty({s.N, s.O, s.OH, s.OW}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated conv_forward", [&] {
+    const ConvForward<scalar_t> f{s, in<scalar_t>(x), in<scalar_t>(w), bias.defined() ? in<scalar_t>(bias) : nullptr,
+                                  out<scalar_t>(y)};
+    conv2d_sigmoid_forward(f, Emulate{}, v2);
+  });
+  return y;
+}
+
+// The convolution's backward from g, the gradient at its pre-activation.
+std::vector<at::Tensor> conv_backward_from_g(at::Tensor g, at::Tensor x, at::Tensor w, int64_t stride, int64_t pad,
+                                             std::vector<bool> mask, bool v2) {
+  g = g.contiguous(), x = x.contiguous(), w = w.contiguous();
+  const ConvShape s = conv_shape(x, w, stride, pad);
+  auto [gx, gw, gb] = empty_grads(x, w, {mask[0], mask[1], mask[2]});
+  at::Tensor partial = partial_for(s, x, v2);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated conv_backward", [&] {
+    using T = scalar_t;
+    const ConvBackward<T> b{s, in<T>(g), in<T>(x), in<T>(w), mask[0] ? maybe<T>(gx) : nullptr,
+                            mask[1] ? maybe<T>(gw) : nullptr, mask[2] ? maybe<T>(gb) : nullptr, maybe<T>(partial)};
+    conv2d_backward_from_g(b, Emulate{}, v2);
+  });
+  return {gx, gw, gb};
+}
+
+at::Tensor dense_forward_op(at::Tensor x, at::Tensor w, c10::optional<at::Tensor> b, bool apply_sigmoid) {
+  x = x.contiguous(), w = w.contiguous();
+  at::Tensor bias = b.has_value() ? b->contiguous() : at::Tensor();
+  const int64_t M = x.size(0), K = x.size(1), O = w.size(0);
+  at::Tensor y = at::empty({M, O}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated dense_forward", [&] {
+    dense_forward(in<scalar_t>(x), in<scalar_t>(w), bias.defined() ? in<scalar_t>(bias) : nullptr,
+                  out<scalar_t>(y), M, K, O, apply_sigmoid, Emulate{});
+  });
+  return y;
+}
+
+std::vector<at::Tensor> dense_backward_op(at::Tensor g, at::Tensor x, at::Tensor w) {
+  g = g.contiguous(), x = x.contiguous(), w = w.contiguous();
+  const int64_t M = x.size(0), K = x.size(1), O = w.size(0);
+  at::Tensor dx = at::empty({M, K}, x.options()), dw = at::empty({O, K}, x.options()), db = at::empty({O}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated dense_backward", [&] {
+    dense_backward(in<scalar_t>(g), in<scalar_t>(x), in<scalar_t>(w), maybe<scalar_t>(dx), maybe<scalar_t>(dw),
+                   maybe<scalar_t>(db), M, K, O, Emulate{});
+  });
+  return {dx, dw, db};
+}
+
 std::vector<at::Tensor> conv_pool_backward(at::Tensor gp, c10::optional<at::Tensor> ga, at::Tensor a, at::Tensor x,
-                                           at::Tensor w, int64_t pad, int64_t pool, std::vector<bool> mask) {
+                                           at::Tensor w, int64_t pad, int64_t pool, std::vector<bool> mask,
+                                           bool v2) {
   const ConvShape s = check_conv2d_sigmoid_pool_backward(gp, ga, a, x, w, pad, pool);
   gp = gp.contiguous(), a = a.contiguous(), x = x.contiguous(), w = w.contiguous();
   at::Tensor gact = ga.has_value() ? ga->contiguous() : at::Tensor();
   auto [gx, gw, gb] = empty_grads(x, w, {mask[0], mask[1], mask[2]});
+  at::Tensor partial = partial_for(s, x, v2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated conv_pool_backward", [&] {
     at::Tensor g = at::empty_like(a);
     auto want = [](bool needed, at::Tensor& t) { return needed ? out<scalar_t>(t) : nullptr; };
-    const ConvPoolBackward<scalar_t> bw{s, pool, in<scalar_t>(gp), gact.defined() ? in<scalar_t>(gact) : nullptr,
-                                        in<scalar_t>(a), in<scalar_t>(x), in<scalar_t>(w), out<scalar_t>(g),
-                                        want(mask[0], gx), want(mask[1], gw), want(mask[2], gb)};
-    conv2d_sigmoid_pool_backward(bw, Emulate{});
+    const ConvPoolBackward<scalar_t> bw{s,
+                                        pool,
+                                        in<scalar_t>(gp),
+                                        gact.defined() ? in<scalar_t>(gact) : nullptr,
+                                        in<scalar_t>(a),
+                                        in<scalar_t>(x),
+                                        in<scalar_t>(w),
+                                        out<scalar_t>(g),
+                                        want(mask[0], gx),
+                                        want(mask[1], gw),
+                                        want(mask[2], gb),
+                                        maybe<scalar_t>(partial)};
+    conv2d_sigmoid_pool_backward(bw, Emulate{}, v2);
   });
   return {gx, gw, gb};
 }
@@ -218,6 +296,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lenet_ext's CUDA kernels run on the CPU (for tests without a GPU)";
   m.def("conv_pool_forward", &conv_pool_forward);
   m.def("conv_pool_backward", &conv_pool_backward);
+  m.def("conv_forward", &conv_forward);
+  m.def("conv_backward_from_g", &conv_backward_from_g);
+  m.def("dense_forward", &dense_forward_op);
+  m.def("dense_backward", &dense_backward_op);
   m.def("lenet5_forward", &lenet5_forward, "(logits, c1, s2, c3, s4, c5, f6); activations only with save=True");
   m.def("lenet5_train_backward", &lenet5_train_backward);
 }

@@ -35,6 +35,18 @@ def backends():
     return [name for name, key in (("cpu", "CPU"), ("cuda", "CUDA")) if has("lenet_ext::conv2d_sigmoid", key)]
 
 
+def new_cuda_kernels(enable=None):
+    """Whether the CUDA path runs this round's kernels: LeNet5's fused ops (the whole network in one
+    launch for inference, one op for training) and the second-generation per-op kernels (tiled
+    products, channel groups, chunked weight gradients). Off unless LENET_EXT_CUDA_FUSED=1, until a
+    GPU run has validated them; new_cuda_kernels(True) or (False) switches them for this process."""
+    from . import models
+    if enable is not None:
+        models.CUDA_FUSED = bool(enable)
+        _C.set_cuda_kernels_v2(bool(enable))
+    return models.CUDA_FUSED
+
+
 def cpu_isa():
     """The instruction set of the CPU kernels in this process: "avx2" (AVX2 + FMA, taken where the
     CPU has both) or "base" (the build's baseline, SSE2 on x86-64). Chosen once per process;
@@ -42,4 +54,4 @@ def cpu_isa():
     return _C.cpu_isa()
 
 
-__all__ = ["LeNet5", "ops", "backends", "cpu_isa", "__version__"]
+__all__ = ["LeNet5", "ops", "backends", "cpu_isa", "new_cuda_kernels", "__version__"]

@@ -6,8 +6,9 @@
 #      determinism, device errors, the profiler's launch counts);
 #   3. runs compute-sanitizer memcheck, racecheck and synccheck over scripts/exercise_kernels.py;
 #   4. times every op and LeNet-5 inference and training step (with LENET_EXT_CUDA_FUSED=1: the
-#      fused ops) against torch eager and torch.compile(mode="reduce-overhead") at batch 1, 64 and
-#      1024 (CUDA events, medians);
+#      fused ops and the second-generation layer kernels) against torch eager and
+#      torch.compile(mode="reduce-overhead") at batch 1, 64 and 1024 (CUDA events, medians), then
+#      the op rows at batch 1024 with the first-generation kernels;
 #   5. races to 99% MNIST test accuracy (benchmarks/time_to_accuracy.py: ours with the training
 #      step in a CUDA graph, torch eager with the same loop), if MNIST is at $MNIST_DIR (default:
 #      shared/data/mnist, else gpu-data/mnist: copy the four official files there before the run).
@@ -81,6 +82,13 @@ step "timings"
 LENET_EXT_CUDA_FUSED=1 timeout 150 $python -m benchmarks.report --device cuda --batches 1,64,1024 --rounds 10 \
   --min-round-ms 10 --out "$out" > "$out/bench.log" 2>&1 || status=1
 cat "$out"/cuda-*.md >> "$report" 2>/dev/null || tail -n 20 "$out/bench.log" >> "$report"
+# The per-op rows again with the first-generation kernels (the default until this run validates
+# the second), so the report shows what the second generation moved.
+{ echo; echo "## per-op timings, first-generation kernels (LENET_EXT_CUDA_FUSED unset)"; echo; } >> "$report"
+mkdir -p "$out/v1"
+timeout 60 $python -m benchmarks.report --device cuda --batches 1024 --rounds 10 --min-round-ms 10 --no-compile \
+  --only conv2d avg_pool linear --out "$out/v1" > "$out/bench-v1.log" 2>&1 || status=1
+cat "$out"/v1/cuda-*.md >> "$report" 2>/dev/null || tail -n 20 "$out/bench-v1.log" >> "$report"
 
 step "time to 99%"
 { echo; echo "## time to 99%"; echo; } >> "$report"

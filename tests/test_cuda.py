@@ -33,7 +33,7 @@ def lenet_layers(batch, device, requires_grad=True):
 
 
 @pytest.mark.parametrize("batch", [1, 3, 255, 257, 1000])
-def test_cuda_matches_our_cpu_kernels(batch):
+def test_cuda_matches_our_cpu_kernels(batch, generation):
     for name, (x, w, b, s, p) in lenet_layers(batch, "cpu").items():
         xc, wc, bc = (t.detach().cuda().requires_grad_() for t in (x, w, b))
         y, yc = ops.conv2d_sigmoid(x, w, b, s, p), ops.conv2d_sigmoid(xc, wc, bc, s, p)
@@ -43,8 +43,27 @@ def test_cuda_matches_our_cpu_kernels(batch):
             close(c.cpu(), a)
         if y.shape[-1] >= 2:  # c5's output is 1x1: nothing to pool
             close(ops.avg_pool2d(yc, 2).cpu(), ops.avg_pool2d(y, 2))
-    h, w, b = torch.randn(batch, 120), torch.randn(84, 120), torch.randn(84)
-    close(ops.linear(h.cuda(), w.cuda(), b.cuda(), True).cpu(), ops.linear(h, w, b, True))
+    for k, o, sig in ((120, 84, True), (84, 10, False), (37, 19, True)):  # f6, the output, tile edges
+        h, w, b = (torch.randn(*shape, requires_grad=True) for shape in ((batch, k), (o, k), (o,)))
+        hc, wc, bc = (t.detach().cuda().requires_grad_() for t in (h, w, b))
+        y, yc = ops.linear(h, w, b, sig), ops.linear(hc, wc, bc, sig)
+        close(yc.cpu(), y)
+        g = torch.randn_like(y)
+        for a, c in zip(torch.autograd.grad(y, (h, w, b), g), torch.autograd.grad(yc, (hc, wc, bc), g.cuda())):
+            close(c.cpu(), a)
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 9, 11, 7, 3, 2, 1), (4, 6, 12, 12, 5, 5, 1, 2), (2, 16, 5, 5, 9, 5, 0, 1)])
+def test_per_op_kernels_gradcheck_float64(shape, generation):
+    """float64 gradcheck of the layer ops on both kernel generations: strides, padding, channel
+    counts that are not multiples of the channel group, a whole-input window (c5's case)."""
+    from torch.autograd import gradcheck
+    n, c, h, w_, o, k, pad, stride = shape
+    d = dict(device="cuda", dtype=torch.float64, requires_grad=True)
+    x, w, b = torch.randn(n, c, h, w_, **d), torch.randn(o, c, k, k, **d), torch.randn(o, **d)
+    assert gradcheck(lambda *t: ops.conv2d_sigmoid(*t, stride, pad), (x, w, b))
+    h2, w2, b2 = torch.randn(n, 21, **d), torch.randn(18, 21, **d), torch.randn(18, **d)
+    assert gradcheck(lambda *t: ops.linear(*t, True), (h2, w2, b2))
 
 
 def test_model_cuda_matches_cpu_and_torch():
@@ -65,7 +84,7 @@ def _train_grads(device, seed=0):
     return [p.grad.clone() for p in model.parameters()]
 
 
-def test_gradients_are_bitwise_deterministic():
+def test_gradients_are_bitwise_deterministic(generation):
     first = _train_grads("cuda")
     for _ in range(3):
         for a, b in zip(first, _train_grads("cuda")):
@@ -176,10 +195,22 @@ def close_for(dtype):
 
 
 @pytest.fixture
-def fused(monkeypatch):
-    """The model takes the fused CUDA ops (LENET_EXT_CUDA_FUSED=1)."""
-    from lenet_ext import models
-    monkeypatch.setattr(models, "CUDA_FUSED", True)
+def fused():
+    """This round's CUDA kernels (as with LENET_EXT_CUDA_FUSED=1): the fused ops in the model, the
+    second-generation per-op kernels."""
+    before = lenet_ext.new_cuda_kernels()
+    lenet_ext.new_cuda_kernels(True)
+    yield
+    lenet_ext.new_cuda_kernels(before)
+
+
+@pytest.fixture(params=[False, True], ids=["v1", "v2"])
+def generation(request):
+    """Each generation of the per-op kernels in turn."""
+    before = lenet_ext.new_cuda_kernels()
+    lenet_ext.new_cuda_kernels(request.param)
+    yield request.param
+    lenet_ext.new_cuda_kernels(before)
 
 
 def lenet_params(dtype, device="cuda", seed=0):
@@ -325,12 +356,9 @@ def _adam(model):
     return torch.optim.Adam(model.parameters(), lr=torch.tensor(1e-3, device="cuda"), capturable=True, fused=True)
 
 
-@pytest.mark.parametrize("path", ["fused", "layers"])
-def test_whole_training_step_in_a_cuda_graph_matches_eager(path, monkeypatch):
+def test_whole_training_step_in_a_cuda_graph_matches_eager(generation):
     """A training step (forward, loss, backward, Adam) captured with torch.cuda.graph and replayed
-    gives bitwise the weights of the same steps run eagerly."""
-    from lenet_ext import models
-    monkeypatch.setattr(models, "CUDA_FUSED", path == "fused")
+    gives bitwise the weights of the same steps run eagerly: the fused ops (v2) and the layer ops (v1)."""
     torch.manual_seed(0)
     batches = [(torch.rand(64, 1, 28, 28, device="cuda"), torch.randint(0, 10, (64,), device="cuda"))
                for _ in range(6)]
@@ -367,10 +395,9 @@ def test_whole_training_step_in_a_cuda_graph_matches_eager(path, monkeypatch):
         assert torch.equal(a, b), name
 
 
-def test_training_loop_cuda_graph_matches_eager(tmp_path, offline_env, monkeypatch):
+def test_training_loop_cuda_graph_matches_eager(tmp_path, offline_env, fused):
     """python -m lenet_ext.train's loop with --cuda-graph on and off: the same weights after two epochs."""
-    from lenet_ext import checkpoint, models, train
-    monkeypatch.setattr(models, "CUDA_FUSED", True)
+    from lenet_ext import checkpoint, train
     for mode in ("on", "off"):
         assert train.main(["--device", "cuda", "--cuda-graph", mode, "--epochs", "2", "--no-plots", "--seed", "3",
                            "--out", str(tmp_path / mode)]) == 0
@@ -380,3 +407,22 @@ def test_training_loop_cuda_graph_matches_eager(tmp_path, offline_env, monkeypat
     for k in on["model"]:
         assert torch.equal(on["model"][k], off["model"][k]), k
     assert [r["train_loss"] for r in on["history"]] == [r["train_loss"] for r in off["history"]]
+
+
+def test_only_our_kernels_run_with_the_second_generation(fused, monkeypatch):
+    """The layer-by-layer path on the second-generation kernels launches no cuDNN or cuBLAS kernel either."""
+    from lenet_ext import models
+    monkeypatch.setattr(models, "CUDA_FUSED", False)  # the layer ops, on the v2 kernels
+    model = lenet_ext.LeNet5("ext").cuda()
+    x = torch.rand(64, 1, 28, 28, device="cuda")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+        model.zero_grad()
+        model(x).sum().backward()
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages()]
+    assert any("conv2d_sigmoid_forward_kernel2" in n for n in names), names
+    assert any("tiled_product_kernel" in n for n in names), names
+    forbidden = [n for n in names if any(s in n.lower() for s in ("cudnn", "cublas", "gemm", "aten::conv",
+                                                                  "aten::mm", "aten::addmm", "aten::avg_pool"))]
+    assert not forbidden, forbidden

@@ -1,8 +1,9 @@
-"""The CUDA kernels of the fused ops (conv2d_sigmoid_pool, lenet5_forward, lenet5_train_forward /
-backward), compiled for the CPU by cpp_tests/cuda_emulation.cpp and run there, against torch: their
-indexing and arithmetic checked on every machine, GPU or not (the GPU tests in test_cuda.py run
-the same kernels on the device). float64 to near machine precision, float32 within the usual
-tolerance."""
+"""lenet_ext's newer CUDA kernels, compiled for the CPU by cpp_tests/cuda_emulation.cpp and run
+there, against torch: the fused ops' (conv2d_sigmoid_pool, lenet5_forward, lenet5_train_forward /
+backward) and the second-generation per-op kernels (conv2d_sigmoid, and the tiled products of
+linear and c5), with the first generation beside them. Their indexing and arithmetic are checked on
+every machine, GPU or not (test_cuda.py runs the same kernels on a device). float64 to near
+machine precision, float32 within the usual tolerance."""
 import os
 
 import pytest
@@ -65,10 +66,11 @@ def test_conv2d_sigmoid_pool_kernels(emu, shape, dtype, bias):
         inputs = (x, wt) + ((b,) if bias else ())
         grads = torch.autograd.grad([pooled] + ([act] if with_act_grad else []), inputs,
                                     [gp] + ([ga] if with_act_grad else []), retain_graph=True)
-        got = emu.conv_pool_backward(gp, ga, e_act, x.detach(), wt.detach(), pad, pool, [True, True, bias])
-        for g, r in zip(got, grads):
-            close(g, r, dtype)
-    only_w = emu.conv_pool_backward(gp, None, e_act, x.detach(), wt.detach(), pad, pool, [False, True, False])
+        for v2 in (False, True):
+            got = emu.conv_pool_backward(gp, ga, e_act, x.detach(), wt.detach(), pad, pool, [True, True, bias], v2)
+            for g, r in zip(got, grads):
+                close(g, r, dtype)
+    only_w = emu.conv_pool_backward(gp, None, e_act, x.detach(), wt.detach(), pad, pool, [False, True, False], True)
     assert only_w[0].numel() == 0 and only_w[2].numel() == 0 and only_w[1].shape == wt.shape
 
 
@@ -141,3 +143,50 @@ def test_lenet5_train_backward_empty_batch(emu):
     got = emu.lenet5_train_backward(torch.zeros(0, 10), x, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw, True)
     assert got[0].shape == (0, 1, 28, 28)
     assert all(t.shape == p.shape and not t.abs().sum() for t, p in zip(got[1:], params))
+
+
+CONV = [  # (N, C, H, W, O, K, stride, padding)
+    (3, 1, 28, 28, 6, 5, 1, 2),   # c1
+    (3, 6, 14, 14, 16, 5, 1, 0),  # c3
+    (5, 16, 5, 5, 120, 5, 1, 0),  # c5: the whole input, a dense layer in v2
+    (2, 3, 11, 9, 5, 3, 2, 1),    # strided, padded, odd; 5 channels: a partial group of 4
+    (40, 2, 12, 12, 3, 3, 1, 1),  # enough images for several chunks of v2's weight gradient
+]
+
+
+@pytest.mark.parametrize("shape", CONV, ids=str)
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv2d_sigmoid_kernels(emu, shape, v2, dtype):
+    n, c, h, w, o, k, stride, pad = shape
+    x = torch.randn(n, c, h, w, dtype=dtype, requires_grad=True)
+    wt = torch.randn(o, c, k, k, dtype=dtype, requires_grad=True)
+    b = torch.randn(o, dtype=dtype, requires_grad=True)
+    pre = F.conv2d(x, wt, b, stride, pad)
+    close(emu.conv_forward(x.detach(), wt.detach(), b.detach(), stride, pad, v2), torch.sigmoid(pre).detach(), dtype)
+    close(emu.conv_forward(x.detach(), wt.detach(), None, stride, pad, v2),
+          torch.sigmoid(F.conv2d(x, wt, None, stride, pad)).detach(), dtype)
+    g = torch.randn_like(pre)
+    expected = torch.autograd.grad(pre, (x, wt, b), g)
+    got = emu.conv_backward_from_g(g, x.detach(), wt.detach(), stride, pad, [True, True, True], v2)
+    for a, r in zip(got, expected):
+        close(a, r, dtype)
+    only_bias = emu.conv_backward_from_g(g, x.detach(), wt.detach(), stride, pad, [False, False, True], v2)
+    close(only_bias[2], expected[2], dtype)
+
+
+@pytest.mark.parametrize("m,k,o", [(1, 120, 84), (37, 84, 10), (64, 400, 120), (3, 17, 5), (0, 8, 4)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiled_dense_products(emu, m, k, o, dtype):
+    x = torch.randn(m, k, dtype=dtype)
+    w = torch.randn(o, k, dtype=dtype)
+    b = torch.randn(o, dtype=dtype)
+    for sig in (False, True):
+        ref = F.linear(x, w, b)
+        close(emu.dense_forward(x, w, b, sig), torch.sigmoid(ref) if sig else ref, dtype)
+    close(emu.dense_forward(x, w, None, False), F.linear(x, w), dtype)
+    g = torch.randn(m, o, dtype=dtype)
+    dx, dw, db = emu.dense_backward(g, x, w)
+    close(dx, g @ w, dtype)
+    close(dw, g.t() @ x, dtype)
+    close(db, g.sum(0), dtype)

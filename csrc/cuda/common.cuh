@@ -16,6 +16,7 @@ struct CudaLaunch {
   cudaStream_t stream;
   template <typename Kernel, typename... Args>
   void operator()(Kernel kernel, dim3 grid, dim3 block, Args... args) const {
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;  // nothing to do (an empty grid is a launch error)
     kernel<<<grid, block, 0, stream>>>(args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

@@ -10,12 +10,24 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../flags.h"
 #include "common.cuh"
 #include "conv_kernels.cuh"
 
 namespace lenet_ext {
 namespace cuda {
 namespace {
+
+// v2's partial sums of the weight and bias gradients (none for a whole-input window: a dense layer).
+at::Tensor conv_grad_partial(const ConvShape& s, const at::Tensor& like, bool v2) {
+  if (!v2 || s.whole_input()) return at::Tensor();
+  return at::empty({conv_grad_chunks(s) * conv_grad_elements(s)}, like.options());
+}
+
+template <typename T>
+T* maybe(at::Tensor& t) {
+  return t.defined() ? t.mutable_data_ptr<T>() : nullptr;
+}
 
 at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, int64_t stride, int64_t padding) {
@@ -27,12 +39,11 @@ at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight
   const ConvShape s = conv_shape(x, w, stride, padding);
   at::Tensor y = at::empty({s.N, s.O, s.OH, s.OW}, x.options());
   if (y.numel() == 0) return y;
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_cuda", [&] {
-    conv2d_sigmoid_forward_kernel<scalar_t><<<blocks_for(y.numel()), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-        b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), s);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const ConvForward<scalar_t> f{s, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                                  b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
+                                  y.mutable_data_ptr<scalar_t>()};
+    conv2d_sigmoid_forward(f, CudaLaunch{c10::cuda::getCurrentCUDAStream()}, cuda_kernels_v2());
   });
   return y;
 }
@@ -51,6 +62,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cuda(
   std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const bool v2 = cuda_kernels_v2();
+  at::Tensor partial = conv_grad_partial(s, x, v2 && (need_weight || need_bias));
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_backward_cuda", [&] {
     at::Tensor g = at::empty_like(gy);
@@ -59,21 +72,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cuda(
           gy.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), g.mutable_data_ptr<scalar_t>(), g.numel());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-    if (need_input && gx.numel() > 0) {
-      conv2d_grad_input_kernel<scalar_t><<<blocks_for(gx.numel()), kThreads, 0, stream>>>(
-          g.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), s);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    if (need_weight && gw.numel() > 0) {
-      conv2d_grad_weight_kernel<scalar_t><<<static_cast<unsigned int>(gw.numel()), kThreads, 0, stream>>>(
-          g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gw.mutable_data_ptr<scalar_t>(), s);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    if (need_bias) {
-      conv2d_grad_bias_kernel<scalar_t><<<static_cast<unsigned int>(s.O), kThreads, 0, stream>>>(
-          g.const_data_ptr<scalar_t>(), gb.mutable_data_ptr<scalar_t>(), s.N, s.O, s.OH * s.OW);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    const ConvBackward<scalar_t> b{s,
+                                   g.const_data_ptr<scalar_t>(),
+                                   x.const_data_ptr<scalar_t>(),
+                                   w.const_data_ptr<scalar_t>(),
+                                   need_input ? maybe<scalar_t>(gx) : nullptr,
+                                   need_weight ? maybe<scalar_t>(gw) : nullptr,
+                                   need_bias ? maybe<scalar_t>(gb) : nullptr,
+                                   maybe<scalar_t>(partial)};
+    conv2d_backward_from_g(b, CudaLaunch{stream}, v2);
   });
   return {gx, gw, gb};
 }

@@ -23,6 +23,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../flags.h"
 #include "common.cuh"
 #include "conv_kernels.cuh"
 
@@ -70,6 +71,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cuda
   at::Tensor gx, gw, gb;
   std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
+  const bool v2 = cuda_kernels_v2();
+  at::Tensor partial = v2 && (need_weight || need_bias) && !s.whole_input()
+                           ? at::empty({conv_grad_chunks(s) * conv_grad_elements(s)}, x.options())
+                           : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_pool_backward_cuda", [&] {
     at::Tensor g = at::empty_like(a);
     auto want = [](bool needed, at::Tensor& t) { return needed ? t.mutable_data_ptr<scalar_t>() : nullptr; };
@@ -83,8 +88,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cuda
                                         g.mutable_data_ptr<scalar_t>(),
                                         want(need_input, gx),
                                         want(need_weight, gw),
-                                        want(need_bias, gb)};
-    conv2d_sigmoid_pool_backward(bw, CudaLaunch{c10::cuda::getCurrentCUDAStream()});
+                                        want(need_bias, gb),
+                                        partial.defined() ? partial.mutable_data_ptr<scalar_t>() : nullptr};
+    conv2d_sigmoid_pool_backward(bw, CudaLaunch{c10::cuda::getCurrentCUDAStream()}, v2);
   });
   return {gx, gw, gb};
 }

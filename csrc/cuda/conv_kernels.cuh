@@ -14,6 +14,7 @@
 
 #include "../shapes.h"
 #include "device.cuh"
+#include "product_kernels.cuh"
 
 namespace lenet_ext {
 namespace cuda {
@@ -106,6 +107,220 @@ __global__ void conv2d_grad_bias_kernel(const T* __restrict__ g, T* __restrict__
 }
 
 // ------------------------------------------------------------------------------------------------
+// Second generation (LENET_EXT_CUDA_FUSED=1 until a GPU run has measured it):
+//   forward / input gradient: each thread computes kGroup output (input) channels of one position,
+//     so each input (gradient) value it reads serves kGroup channels; the same order of additions
+//     per output as the first kernels;
+//   weight / bias gradient: block sums over chunks of the batch (parallel over the batch, not only
+//     over the weights), then the chunks added in order;
+//   a convolution whose window covers its whole input (c5) is a dense layer: the tiled products of
+//     product_kernels.cuh.
+// ------------------------------------------------------------------------------------------------
+
+constexpr int kGroup = 4;
+
+template <typename T>
+__global__ void conv2d_sigmoid_forward_kernel2(const T* __restrict__ x, const T* __restrict__ w,
+                                               const T* __restrict__ b, T* __restrict__ y, ConvShape s) {
+  const int64_t G = (s.O + kGroup - 1) / kGroup;
+  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx >= s.N * G * s.OH * s.OW) return;
+  const int64_t ow = idx % s.OW, oh = (idx / s.OW) % s.OH, grp = (idx / (s.OW * s.OH)) % G;
+  const int64_t n = idx / (s.OW * s.OH * G);
+  const int64_t K = s.C * s.KH * s.KW;
+  const T* wo[kGroup];
+  T acc[kGroup];
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) {
+    const int64_t o = grp * kGroup + k < s.O ? grp * kGroup + k : s.O - 1;  // past the end: computed, not written
+    wo[k] = w + o * K;
+    acc[k] = b ? b[o] : T(0);
+  }
+  for (int64_t c = 0; c < s.C; ++c) {
+    const T* xc = x + (n * s.C + c) * s.H * s.W;
+    for (int64_t i = 0; i < s.KH; ++i) {
+      const int64_t ih = oh * s.stride + i - s.pad;
+      if (ih < 0 || ih >= s.H) continue;
+      for (int64_t j = 0; j < s.KW; ++j) {
+        const int64_t iw = ow * s.stride + j - s.pad;
+        if (iw < 0 || iw >= s.W) continue;
+        const T xv = xc[ih * s.W + iw];
+        const int64_t tap = (c * s.KH + i) * s.KW + j;
+#pragma unroll
+        for (int k = 0; k < kGroup; ++k) acc[k] += ro(wo[k] + tap) * xv;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) {
+    const int64_t o = grp * kGroup + k;
+    if (o < s.O) y[((n * s.O + o) * s.OH + oh) * s.OW + ow] = sigmoid(acc[k]);
+  }
+}
+
+template <typename T>
+__global__ void conv2d_grad_input_kernel2(const T* __restrict__ g, const T* __restrict__ w, T* __restrict__ dx,
+                                          ConvShape s) {
+  const int64_t G = (s.C + kGroup - 1) / kGroup;
+  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx >= s.N * G * s.H * s.W) return;
+  const int64_t iw = idx % s.W, ih = (idx / s.W) % s.H, grp = (idx / (s.W * s.H)) % G;
+  const int64_t n = idx / (s.W * s.H * G);
+  T acc[kGroup] = {};
+  int64_t ch[kGroup];
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) ch[k] = grp * kGroup + k < s.C ? grp * kGroup + k : s.C - 1;
+  for (int64_t i = 0; i < s.KH; ++i) {
+    const int64_t th = ih + s.pad - i;  // = oh * stride
+    if (th < 0 || th % s.stride != 0 || th / s.stride >= s.OH) continue;
+    const int64_t oh = th / s.stride;
+    for (int64_t j = 0; j < s.KW; ++j) {
+      const int64_t tw = iw + s.pad - j;
+      if (tw < 0 || tw % s.stride != 0 || tw / s.stride >= s.OW) continue;
+      const int64_t ow = tw / s.stride;
+      for (int64_t o = 0; o < s.O; ++o) {
+        const T gv = g[((n * s.O + o) * s.OH + oh) * s.OW + ow];
+#pragma unroll
+        for (int k = 0; k < kGroup; ++k) acc[k] += gv * ro(w + ((o * s.C + ch[k]) * s.KH + i) * s.KW + j);
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) {
+    const int64_t c = grp * kGroup + k;
+    if (c < s.C) dx[((n * s.C + c) * s.H + ih) * s.W + iw] = acc[k];
+  }
+}
+
+// Images per partial sum of a weight gradient: enough (image, position) pairs per block to keep
+// its 256 threads busy, few enough chunks for the second pass.
+inline int64_t conv_grad_chunk(const ConvShape& s) {
+  const int64_t per_image = s.OH * s.OW > 0 ? s.OH * s.OW : 1;
+  const int64_t chunk = (4096 + per_image - 1) / per_image;
+  const int64_t min_chunk = (s.N + 65534) / 65535;  // the grid's y dimension
+  return chunk > min_chunk ? chunk : min_chunk;
+}
+inline int64_t conv_grad_chunks(const ConvShape& s) {
+  const int64_t chunk = conv_grad_chunk(s);
+  return (s.N + chunk - 1) / chunk;
+}
+__host__ __device__ inline int64_t conv_grad_elements(const ConvShape& s) { return s.O * s.C * s.KH * s.KW + s.O; }
+
+// Block (e, chunk): the sum over the chunk's images and every output position of the gradient of
+// weight element e (e < O*C*KH*KW) or of bias o = e - O*C*KH*KW.
+template <typename T>
+__global__ void conv2d_grad_params_partial_kernel(const T* __restrict__ g, const T* __restrict__ x,
+                                                  T* __restrict__ partial, ConvShape s, int64_t chunk_images) {
+  const int64_t e = blockIdx.x, chunk = blockIdx.y, E = conv_grad_elements(s), weights = E - s.O;
+  const int64_t n0 = chunk * chunk_images, n1 = n0 + chunk_images < s.N ? n0 + chunk_images : s.N;
+  const int64_t P = s.OH * s.OW, items = (n1 - n0) * P;
+  T acc = 0;
+  if (e < weights) {
+    const int64_t j = e % s.KW, i = (e / s.KW) % s.KH, c = (e / (s.KW * s.KH)) % s.C, o = e / (s.KW * s.KH * s.C);
+    for (int64_t t = threadIdx.x; t < items; t += blockDim.x) {
+      const int64_t n = n0 + t / P, q = t % P, oh = q / s.OW, ow = q % s.OW;
+      const int64_t ih = oh * s.stride + i - s.pad, iw = ow * s.stride + j - s.pad;
+      if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+        acc += g[(n * s.O + o) * P + q] * x[((n * s.C + c) * s.H + ih) * s.W + iw];
+    }
+  } else {
+    const int64_t o = e - weights;
+    for (int64_t t = threadIdx.x; t < items; t += blockDim.x) {
+      const int64_t n = n0 + t / P, q = t % P;
+      acc += g[(n * s.O + o) * P + q];
+    }
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partial[chunk * E + e] = acc;
+}
+
+template <typename T>
+__global__ void conv2d_grad_params_reduce_kernel(const T* __restrict__ partial, int64_t chunks, int64_t E,
+                                                 int64_t weights, T* __restrict__ dw, T* __restrict__ db) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= E) return;
+  T acc = 0;
+  for (int64_t c = 0; c < chunks; ++c) acc += partial[c * E + e];
+  if (e < weights) {
+    if (dw) dw[e] = acc;
+  } else if (db) {
+    db[e - weights] = acc;
+  }
+}
+
+// A convolution's launches, as templates over the launcher (conv2d_sigmoid.cu,
+// conv2d_sigmoid_pool.cu; the emulator in cpp_tests/cuda_emulation.cpp). v2 selects the second
+// generation. A null output is not computed.
+template <typename T>
+struct ConvForward {
+  ConvShape s;
+  const T *x, *w, *b;
+  T* y;
+};
+
+template <typename T, typename Launch>
+void conv2d_sigmoid_forward(const ConvForward<T>& f, Launch&& launch, bool v2) {
+  const ConvShape& s = f.s;
+  if (s.N * s.O * s.OH * s.OW == 0) return;
+  if (v2 && s.whole_input()) {  // c5: a dense layer over the flattened input
+    dense_forward(f.x, f.w, f.b, f.y, s.N, s.C * s.H * s.W, s.O, true, launch);
+  } else if (v2) {
+    const int64_t threads = s.N * ((s.O + kGroup - 1) / kGroup) * s.OH * s.OW;
+    launch(conv2d_sigmoid_forward_kernel2<T>, dim3(blocks_for(threads)), dim3(kThreads), f.x, f.w, f.b, f.y, s);
+  } else {
+    launch(conv2d_sigmoid_forward_kernel<T>, dim3(blocks_for(s.N * s.O * s.OH * s.OW)), dim3(kThreads), f.x, f.w,
+           f.b, f.y, s);
+  }
+}
+
+// From g = the gradient at the pre-activation (N, O, OH, OW): dx, dw, db. v2 needs `partial`
+// (conv_grad_chunks(s) x conv_grad_elements(s) values) unless the window covers the whole input.
+template <typename T>
+struct ConvBackward {
+  ConvShape s;
+  const T *g, *x, *w;
+  T *gx, *gw, *gb;
+  T* partial;
+};
+
+template <typename T, typename Launch>
+void conv2d_backward_from_g(const ConvBackward<T>& b, Launch&& launch, bool v2) {
+  const ConvShape& s = b.s;
+  const int64_t inputs = s.N * s.C * s.H * s.W;
+  if (v2 && s.whole_input()) {
+    dense_backward(b.g, b.x, b.w, inputs > 0 ? b.gx : nullptr, b.gw, b.gb, s.N, s.C * s.H * s.W, s.O, launch);
+    return;
+  }
+  if (b.gx != nullptr && inputs > 0) {
+    if (v2) {
+      launch(conv2d_grad_input_kernel2<T>, dim3(blocks_for(s.N * ((s.C + kGroup - 1) / kGroup) * s.H * s.W)),
+             dim3(kThreads), b.g, b.w, b.gx, s);
+    } else {
+      launch(conv2d_grad_input_kernel<T>, dim3(blocks_for(inputs)), dim3(kThreads), b.g, b.w, b.gx, s);
+    }
+  }
+  if (b.gw == nullptr && b.gb == nullptr) return;
+  if (v2) {
+    const int64_t chunks = conv_grad_chunks(s), E = conv_grad_elements(s);
+    if (chunks > 0) {
+      launch(conv2d_grad_params_partial_kernel<T>, dim3(static_cast<unsigned int>(E), static_cast<unsigned int>(chunks)),
+             dim3(kThreads), b.g, b.x, b.partial, s, conv_grad_chunk(s));
+    }
+    launch(conv2d_grad_params_reduce_kernel<T>, dim3(blocks_for(E)), dim3(kThreads),
+           static_cast<const T*>(b.partial), chunks, E, E - s.O, b.gw, b.gb);
+    return;
+  }
+  if (b.gw != nullptr) {
+    launch(conv2d_grad_weight_kernel<T>, dim3(static_cast<unsigned int>(s.O * s.C * s.KH * s.KW)), dim3(kThreads),
+           b.g, b.x, b.gw, s);
+  }
+  if (b.gb != nullptr) {
+    launch(conv2d_grad_bias_kernel<T>, dim3(static_cast<unsigned int>(s.O)), dim3(kThreads), b.g, b.gb, s.N, s.O,
+           s.OH * s.OW);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
 // conv2d_sigmoid_pool (conv2d_sigmoid_pool.cu): stride 1, then k x k average pooling with stride k.
 // Forward: one thread per k x k window of the activation (windows that floor mode leaves out of
 // the pooling write only the activation). Backward: the pooled gradient spread over its window,
@@ -181,7 +396,7 @@ struct ConvPool {
 };
 
 template <typename T, typename Launch>
-void conv2d_sigmoid_pool_forward(const ConvPool<T>& f, Launch&& launch) {
+void conv2d_sigmoid_pool_forward(const ConvPool<T>& f, Launch&& launch) {  // one kernel in both generations
   const ConvShape& s = f.s;
   const int64_t windows = s.N * s.O * ((s.OH + f.pool - 1) / f.pool) * ((s.OW + f.pool - 1) / f.pool);
   if (windows == 0) return;
@@ -196,28 +411,18 @@ struct ConvPoolBackward {
   const T *gp, *ga, *a, *x, *w;  // ga may be null
   T *g;                          // scratch (N, O, OH, OW)
   T *gx, *gw, *gb;               // null: not wanted
+  T* partial;                    // v2's partial sums (see ConvBackward)
 };
 
 template <typename T, typename Launch>
-void conv2d_sigmoid_pool_backward(const ConvPoolBackward<T>& b, Launch&& launch) {
+void conv2d_sigmoid_pool_backward(const ConvPoolBackward<T>& b, Launch&& launch, bool v2) {
   const ConvShape& s = b.s;
-  const int64_t acts = s.N * s.O * s.OH * s.OW, inputs = s.N * s.C * s.H * s.W;
+  const int64_t acts = s.N * s.O * s.OH * s.OW;
   if (acts > 0) {
     launch(pooled_sigmoid_grad_kernel<T>, dim3(blocks_for(acts)), dim3(kThreads), b.gp, b.ga, b.a, b.g, s.N * s.O,
            s.OH, s.OW, b.pool);
   }
-  if (b.gx != nullptr && inputs > 0) {
-    launch(conv2d_grad_input_kernel<T>, dim3(blocks_for(inputs)), dim3(kThreads), static_cast<const T*>(b.g), b.w,
-           b.gx, s);
-  }
-  if (b.gw != nullptr) {
-    launch(conv2d_grad_weight_kernel<T>, dim3(static_cast<unsigned int>(s.O * s.C * s.KH * s.KW)), dim3(kThreads),
-           static_cast<const T*>(b.g), b.x, b.gw, s);
-  }
-  if (b.gb != nullptr) {
-    launch(conv2d_grad_bias_kernel<T>, dim3(static_cast<unsigned int>(s.O)), dim3(kThreads),
-           static_cast<const T*>(b.g), b.gb, s.N, s.O, s.OH * s.OW);
-  }
+  conv2d_backward_from_g(ConvBackward<T>{s, b.g, b.x, b.w, b.gx, b.gw, b.gb, b.partial}, launch, v2);
 }
 
 }  // namespace cuda

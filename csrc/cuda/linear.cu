@@ -5,7 +5,8 @@
 //           dx[m, k] = sum_o g[m, o] * w[o, k]        one thread per input element
 //           dw[o, k] = sum_m g[m, o] * x[m, k]        one block per weight element, fixed-order reduction
 //           db[o]    = sum_m g[m, o]                  one block per output feature
-// No atomics: the same inputs give the same bits.
+// No atomics: the same inputs give the same bits. With cuda_kernels_v2() (flags.h) the products
+// run as tiled matrix products instead (product_kernels.cuh).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -16,7 +17,9 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../flags.h"
 #include "common.cuh"
+#include "product_kernels.cuh"
 
 namespace lenet_ext {
 namespace cuda {
@@ -81,6 +84,12 @@ at::Tensor linear_cuda(const at::Tensor& input, const at::Tensor& weight, const 
   at::Tensor y = at::empty(linear_output_size(input, O), x.options());
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_cuda", [&] {
+    if (cuda_kernels_v2()) {  // the tiled product (product_kernels.cuh)
+      dense_forward(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                    b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), M, K, O,
+                    apply_sigmoid, CudaLaunch{c10::cuda::getCurrentCUDAStream()});
+      return;
+    }
     linear_forward_kernel<scalar_t><<<blocks_for(M * O), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
         b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), M, K, O,
@@ -114,6 +123,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cuda(
           gy.const_data_ptr<scalar_t>(), apply_sigmoid ? y.const_data_ptr<scalar_t>() : nullptr,
           g.mutable_data_ptr<scalar_t>(), g.numel());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    if (cuda_kernels_v2()) {  // the tiled products (product_kernels.cuh)
+      dense_backward(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                     need_input && gx.numel() > 0 ? gx.mutable_data_ptr<scalar_t>() : nullptr,
+                     need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,
+                     need_bias ? gb.mutable_data_ptr<scalar_t>() : nullptr, M, K, O, CudaLaunch{stream});
+      return;
     }
     if (need_input && gx.numel() > 0) {
       linear_grad_input_kernel<scalar_t><<<blocks_for(gx.numel()), kThreads, 0, stream>>>(
