@@ -231,13 +231,7 @@ std::vector<at::Tensor> conv_pool_backward(at::Tensor gp, c10::optional<at::Tens
   return {gx, gw, gb};
 }
 
-template <typename T>
-LeNet5Weights<T> weights(const std::vector<at::Tensor>& p, int64_t classes) {
-  return {in<T>(p[0]), in<T>(p[1]), in<T>(p[2]), in<T>(p[3]), in<T>(p[4]),
-          in<T>(p[5]), in<T>(p[6]), in<T>(p[7]), in<T>(p[8]), in<T>(p[9]), classes};
-}
-
-std::vector<at::Tensor> lenet5_forward(at::Tensor images, std::vector<at::Tensor> p, bool save) {
+std::vector<at::Tensor> run_lenet5_forward(at::Tensor images, std::vector<at::Tensor> p, bool save) {
   const int64_t classes = check_lenet5_args(images, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]);
   images = images.contiguous();
   for (auto& t : p) t = t.contiguous();
@@ -248,16 +242,12 @@ std::vector<at::Tensor> lenet5_forward(at::Tensor images, std::vector<at::Tensor
              f6 = at::empty({N, 84}, o);
   if (N == 0) return {logits, c1, s2, c3, s4, c5, f6};
   AT_DISPATCH_FLOATING_TYPES(images.scalar_type(), "emulated lenet5_forward", [&] {
-    const auto w = weights<scalar_t>(p, classes);
-    if (save) {
-      const LeNet5Acts<scalar_t> acts{out<scalar_t>(c1), out<scalar_t>(s2), out<scalar_t>(c3),
-                                      out<scalar_t>(s4), out<scalar_t>(c5), out<scalar_t>(f6)};
-      Emulate{}(lenet5_forward_kernel<scalar_t, true>, dim3(N), dim3(kLeNetThreads), in<scalar_t>(images), w,
-                out<scalar_t>(logits), acts);
-    } else {
-      Emulate{}(lenet5_forward_kernel<scalar_t, false>, dim3(N), dim3(kLeNetThreads), in<scalar_t>(images), w,
-                out<scalar_t>(logits), LeNet5Acts<scalar_t>{});
-    }
+    const LeNet5Acts<scalar_t> acts =
+        save ? LeNet5Acts<scalar_t>{out<scalar_t>(c1), out<scalar_t>(s2), out<scalar_t>(c3), out<scalar_t>(s4),
+                                    out<scalar_t>(c5), out<scalar_t>(f6)}
+             : LeNet5Acts<scalar_t>{};
+    lenet5_forward(N, in<scalar_t>(images), lenet5_weights<scalar_t>(p, classes), out<scalar_t>(logits), acts,
+                   Emulate{});
   });
   return {logits, c1, s2, c3, s4, c5, f6};
 }
@@ -300,6 +290,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv_backward_from_g", &conv_backward_from_g);
   m.def("dense_forward", &dense_forward_op);
   m.def("dense_backward", &dense_backward_op);
-  m.def("lenet5_forward", &lenet5_forward, "(logits, c1, s2, c3, s4, c5, f6); activations only with save=True");
+  m.def("lenet5_forward", &run_lenet5_forward, "(logits, c1, s2, c3, s4, c5, f6); activations only with save=True");
   m.def("lenet5_train_backward", &lenet5_train_backward);
 }

@@ -29,13 +29,9 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& images, const at::Tensor& c1w, 
   if (N == 0) return logits;
   TORCH_CHECK_VALUE(N <= 2147483647LL, "lenet_ext: lenet5_forward takes at most 2^31 - 1 images per call, got ", N);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_forward_cuda", [&] {
-    auto ptr = [&](int i) { return w[i].const_data_ptr<scalar_t>(); };
-    const LeNet5Weights<scalar_t> p{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), ptr(6), ptr(7), ptr(8), ptr(9),
-                                    classes};
-    lenet5_forward_kernel<scalar_t, false><<<static_cast<unsigned int>(N), kLeNetThreads, 0,
-                                            c10::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), p, logits.mutable_data_ptr<scalar_t>(), LeNet5Acts<scalar_t>{});
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    lenet5_forward(N, x.const_data_ptr<scalar_t>(), lenet5_weights<scalar_t>(w, classes),
+                   logits.mutable_data_ptr<scalar_t>(), LeNet5Acts<scalar_t>{},
+                   CudaLaunch{c10::cuda::getCurrentCUDAStream()});
   });
   return logits;
 }

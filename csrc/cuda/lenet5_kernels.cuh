@@ -126,5 +126,28 @@ __global__ void __launch_bounds__(kLeNetThreads)
   }
 }
 
+// The kernel's pointers from the ten contiguous parameters (c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b,
+// outw, outb: any container of tensors indexed 0..9).
+template <typename T, typename Params>
+LeNet5Weights<T> lenet5_weights(const Params& w, int64_t classes) {
+  auto ptr = [&](int i) { return w[i].template const_data_ptr<T>(); };
+  return {ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), ptr(6), ptr(7), ptr(8), ptr(9), classes};
+}
+
+// The forward's one launch, one block per image, on the launcher (lenet5_forward.cu and
+// lenet5_train.cu: the current stream; the emulator: the CPU). A `save` with null pointers is
+// inference; otherwise the activations are written there too.
+template <typename T, typename Launch>
+void lenet5_forward(int64_t N, const T* images, const LeNet5Weights<T>& p, T* logits, const LeNet5Acts<T>& save,
+                    Launch&& launch) {
+  if (N == 0) return;
+  const dim3 grid(static_cast<unsigned int>(N)), block(kLeNetThreads);
+  if (save.c1 != nullptr) {
+    launch(lenet5_forward_kernel<T, true>, grid, block, images, p, logits, save);
+  } else {
+    launch(lenet5_forward_kernel<T, false>, grid, block, images, p, logits, save);
+  }
+}
+
 }  // namespace cuda
 }  // namespace lenet_ext

@@ -43,15 +43,10 @@ Outputs lenet5_train_forward_cuda(const at::Tensor& images, const at::Tensor& c1
              s4 = at::empty({N, 16, 5, 5}, opts), c5 = at::empty({N, 120, 1, 1}, opts), f6 = at::empty({N, 84}, opts);
   if (N == 0) return {logits, c1, s2, c3, s4, c5, f6};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_train_forward_cuda", [&] {
-    auto ptr = [&](int i) { return w[i].const_data_ptr<scalar_t>(); };
     auto out = [](at::Tensor& t) { return t.mutable_data_ptr<scalar_t>(); };
-    const LeNet5Weights<scalar_t> p{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), ptr(6), ptr(7), ptr(8), ptr(9),
-                                    classes};
     const LeNet5Acts<scalar_t> save{out(c1), out(s2), out(c3), out(s4), out(c5), out(f6)};
-    lenet5_forward_kernel<scalar_t, true><<<static_cast<unsigned int>(N), kLeNetThreads, 0,
-                                           c10::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), p, out(logits), save);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    lenet5_forward(N, x.const_data_ptr<scalar_t>(), lenet5_weights<scalar_t>(w, classes), out(logits), save,
+                   CudaLaunch{c10::cuda::getCurrentCUDAStream()});
   });
   return {logits, c1, s2, c3, s4, c5, f6};
 }
