@@ -1,3 +1,4 @@
+import contextlib
 import os
 import random
 import zlib
@@ -49,6 +50,28 @@ def offline_env(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def interrupt_at_epoch():
+    """`with interrupt_at_epoch(k): ...`: inside the block, train.Run.train_epoch raises
+    KeyboardInterrupt (what Ctrl-C raises) at its k-th call; the real method is back after it."""
+    from lenet_ext import train
+
+    @contextlib.contextmanager
+    def interrupt(k):
+        real = train.Run.train_epoch
+        calls = {"n": 0}
+
+        def epoch(self):
+            calls["n"] += 1
+            if calls["n"] == k:
+                raise KeyboardInterrupt
+            return real(self)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(train.Run, "train_epoch", epoch)
+            yield
+    return interrupt
 
 
 @pytest.fixture(scope="session")

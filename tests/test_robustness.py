@@ -326,23 +326,15 @@ def fake_data(folder, seed, n_train=600, n_test=200):
             f.write(header + arr.tobytes())
 
 
-def interrupted_run(tmp_path, monkeypatch, args):
-    real = train.Run.train_epoch
-    calls = {"n": 0}
-
-    def stop_second(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self)
-    monkeypatch.setattr(train.Run, "train_epoch", stop_second)
-    assert train.main(args + ["--no-plots"]) == 130
-    monkeypatch.setattr(train.Run, "train_epoch", real)
+def interrupted_run(interrupt_at_epoch, args):
+    """A run stopped by Ctrl-C in its second epoch."""
+    with interrupt_at_epoch(2):
+        assert train.main(args + ["--no-plots"]) == 130
 
 
-def test_resume_keeps_the_embedded_data_when_a_cache_appears(tmp_path, offline_env, monkeypatch, capsys):
+def test_resume_keeps_the_embedded_data_when_a_cache_appears(tmp_path, offline_env, interrupt_at_epoch, capsys):
     run = str(tmp_path / "run")
-    interrupted_run(tmp_path, monkeypatch, ["--epochs", "3", "--out", run])
+    interrupted_run(interrupt_at_epoch, ["--epochs", "3", "--out", run])
     fake_data(os.path.join(offline_env["LENET_EXT_DATA"], "mnist"), seed=0)  # an MNIST cache appears
     try:
         assert train.main(["--resume", run, "--no-plots"]) == 0
@@ -353,11 +345,11 @@ def test_resume_keeps_the_embedded_data_when_a_cache_appears(tmp_path, offline_e
         shutil.rmtree(os.path.join(offline_env["LENET_EXT_DATA"], "mnist"))
 
 
-def test_resume_data_dir_same_data_elsewhere_or_other_data(tmp_path, offline_env, monkeypatch, capsys):
+def test_resume_data_dir_same_data_elsewhere_or_other_data(tmp_path, offline_env, interrupt_at_epoch, capsys):
     fake_data(tmp_path / "a", seed=1)
     run = str(tmp_path / "run")
-    interrupted_run(tmp_path, monkeypatch, ["--epochs", "3", "--out", run, "--data-dir", str(tmp_path / "a"),
-                                            "--valid-size", "100"])
+    interrupted_run(interrupt_at_epoch, ["--epochs", "3", "--out", run, "--data-dir", str(tmp_path / "a"),
+                                         "--valid-size", "100"])
     fake_data(tmp_path / "other", seed=2)
     assert train.main(["--resume", run, "--no-plots", "--data-dir", str(tmp_path / "other")]) == 1
     assert "is not the data the run trained on" in capsys.readouterr().err

@@ -81,23 +81,13 @@ def test_same_seed_same_weights(tmp_path, offline_env):
     assert not torch.equal(wa["c1.weight"], weights(tmp_path / "c")["c1.weight"])
 
 
-def test_interrupted_run_resumes_exactly(tmp_path, offline_env, monkeypatch, capsys):
+def test_interrupted_run_resumes_exactly(tmp_path, offline_env, interrupt_at_epoch, capsys):
     assert run_train(["--epochs", "3", "--seed", "5", "--out", str(tmp_path / "straight")]) == 0
 
-    real_epoch = train.Run.train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_epoch(self)
-
-    monkeypatch.setattr(train.Run, "train_epoch", interrupted)
-    assert run_train(["--epochs", "3", "--seed", "5", "--out", str(tmp_path / "split")]) == 130
+    with interrupt_at_epoch(3):
+        assert run_train(["--epochs", "3", "--seed", "5", "--out", str(tmp_path / "split")]) == 130
     assert "--resume" in capsys.readouterr().err
     assert checkpoint.load(str(tmp_path / "split" / "last.pt"))["epoch"] == 2
-    monkeypatch.setattr(train.Run, "train_epoch", real_epoch)
 
     assert train.main(["--resume", str(tmp_path / "split"), "--no-plots"]) == 0
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
