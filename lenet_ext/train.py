@@ -547,8 +547,8 @@ class Run:
             self._schedule()
             if step % check_every == check_every - 1 or step == self.steps_per_epoch - 1:
                 self.progress.snapshot(seen)
-                self._check(self.progress.latest(), step)
                 latest = self.progress.latest()
+                self._check(latest, step)
                 if latest is not None:
                     bar.set_postfix(loss=f"{latest[0] / max(latest[2], 1):.4f}")
         bar.close()
