@@ -17,7 +17,7 @@ import argparse
 import io
 import sys
 import warnings
-from typing import List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -181,9 +181,10 @@ def read_image(path: str) -> np.ndarray:
     return decode(path, path)
 
 
-def load_model(path: str, device="cpu") -> Tuple[LeNet5, List[str]]:
-    """(the checkpoint's model in eval mode on device, its class names); CheckpointError if unusable."""
-    model, state = checkpoint.model_from_checkpoint(path, device=device)
+def load_model(path: str, device="cpu", state: Optional[Dict[str, Any]] = None) -> Tuple[LeNet5, List[str]]:
+    """(the checkpoint's model in eval mode on device, its class names); CheckpointError if unusable.
+    state: the checkpoint already loaded from path (else it is read)."""
+    model, state = checkpoint.model_from_checkpoint(path, state, device=device)
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     dataset = config.get("dataset", "mnist")
     classes = data.DATASETS[dataset]["classes"] if dataset in data.DATASETS else [str(i) for i in range(10)]
@@ -223,7 +224,7 @@ def _main_impl(argv=None) -> int:
         parser.error("--index needs --idx FILE")
     state = checkpoint.load(args.checkpoint)
     device = cli.parse_device(args.device, state.get("impl", "ext"))
-    model, classes = load_model(args.checkpoint, device)
+    model, classes = load_model(args.checkpoint, device, state)
     names, digits, status = [], [], 0
     for path in args.images:
         try:

@@ -40,10 +40,10 @@ PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web", "serve.ht
 class Model:
     """The checkpoint's model and what answering a request needs."""
 
-    def __init__(self, path: str, device):
-        self.model, self.classes = predict.load_model(path, device)
+    def __init__(self, path: str, device, state: Optional[Dict[str, Any]] = None):
+        state = checkpoint.load(path) if state is None else state  # one read: the info is the model's
+        self.model, self.classes = predict.load_model(path, device, state)
         self.device = device
-        state = checkpoint.load(path)
         metrics = state.get("metrics") if isinstance(state.get("metrics"), dict) else {}
         acc = metrics.get("test_acc")
         self.info = {"checkpoint": os.path.abspath(path), "impl": state.get("impl"), "epoch": state.get("epoch"),
@@ -191,9 +191,10 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 def start(checkpoint_path: str, host: str = "127.0.0.1", port: int = 8000, device="cpu",
-          verbose: bool = False) -> Server:
-    """A server bound and ready (serve_forever() runs it); UserError if it cannot bind."""
-    model = Model(checkpoint_path, device)
+          verbose: bool = False, state: Optional[Dict[str, Any]] = None) -> Server:
+    """A server bound and ready (serve_forever() runs it); UserError if it cannot bind. state: the
+    checkpoint already loaded from checkpoint_path (else it is read)."""
+    model = Model(checkpoint_path, device, state)
     try:
         return Server((host, port), model, verbose)
     except OSError as exc:
@@ -220,7 +221,7 @@ def _main_impl(argv=None) -> int:
         parser.error(f"--port must be in 0..65535, got {args.port}")
     state = checkpoint.load(args.checkpoint)
     device = cli.parse_device(args.device, state.get("impl", "ext"))
-    server = start(args.checkpoint, args.host, args.port, device, args.verbose)
+    server = start(args.checkpoint, args.host, args.port, device, args.verbose, state)
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {server.model.info['description']} at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
