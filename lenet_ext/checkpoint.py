@@ -197,10 +197,9 @@ def claim(run_dir: str, new: bool, flag: str = "--out") -> RunFolder:
         present = [name for name in RUN_FILES if os.path.lexists(os.path.join(run_dir, name))]
         if present:
             folder.release()
-            hint = f"--resume {run_dir}" if "last.pt" in present else "another folder"
+            resume = f", or --resume {run_dir}" if "last.pt" in present else ""
             listed = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
-            raise RunFolderError(f"{flag} {run_dir}: already holds a run ({listed}): pick another folder"
-                                 f"{', or ' + hint if 'last.pt' in present else ''}")
+            raise RunFolderError(f"{flag} {run_dir}: already holds a run ({listed}): pick another folder{resume}")
     # Temporary files of a save that was killed half-way (the atomic writes' ".NAME.xxxx"): no
     # other process writes here while we hold the claim, so they are stale.
     for name in RUN_FILES:
@@ -215,18 +214,13 @@ def claim(run_dir: str, new: bool, flag: str = "--out") -> RunFolder:
 # ------------------------------------------------------------------------------------------ metrics
 
 
-def _clean(value):
-    """JSON has no NaN: a non-finite float is written as null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def plain_json(value):
     """value with every non-finite float replaced by None (JSON has no NaN), recursively."""
     if isinstance(value, dict):
         return {k: plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain_json(v) for v in value]
-    return _clean(value)
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def to_json(value) -> str:
@@ -235,7 +229,7 @@ def to_json(value) -> str:
 
 def write_metrics(run_dir: str, history: List[Dict[str, Any]]) -> None:
     """metrics.jsonl (one JSON object per epoch) and metrics.csv, rewritten from the whole history."""
-    rows = [{k: _clean(v) for k, v in row.items()} for row in history]
+    rows = plain_json(history)
     atomic_write_text(os.path.join(run_dir, "metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
     out = io.StringIO()
     if rows:
