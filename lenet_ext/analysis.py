@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from . import checkpoint, data
+from . import checkpoint, cli, data
 from .models import LeNet5
 
 FILES = checkpoint.STUDY_FILES
@@ -362,7 +362,6 @@ def _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, data
 
 def _main_impl(argv=None) -> int:
     import argparse
-    from . import cli
     parser = argparse.ArgumentParser(prog="python -m lenet_ext.analyze", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run folder written by python -m lenet_ext.train")
@@ -387,5 +386,4 @@ def _main_impl(argv=None) -> int:
 
 def main(argv=None) -> int:
     """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
-    from . import cli as _cli
-    return _cli.run(_main_impl, argv)
+    return cli.run(_main_impl, argv)

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from . import cli
 from .checkpoint import file_mode
 from .errors import UserError
 
@@ -449,8 +450,7 @@ def _main_impl(argv=None) -> int:  # python -m lenet_ext.data [--dataset D] [--d
 
 def _main(argv=None) -> int:
     """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
-    from . import cli as _cli
-    return _cli.run(_main_impl, argv)
+    return cli.run(_main_impl, argv)
 
 
 if __name__ == "__main__":

@@ -257,8 +257,7 @@ def _main_impl(argv=None) -> int:
 
 def main(argv=None) -> int:
     """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
-    from . import cli as _cli
-    return _cli.run(_main_impl, argv)
+    return cli.run(_main_impl, argv)
 
 
 if __name__ == "__main__":

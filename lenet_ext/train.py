@@ -40,6 +40,7 @@ import torch.nn.functional as F
 import lenet_ext
 
 from . import checkpoint, cli, data
+from .analysis import MIN_TSNE_SAMPLES
 from .errors import UserError
 from .models import C5_KINDS, IMPLS, LeNet5, model_options
 
@@ -52,7 +53,6 @@ class TrainingError(UserError, RuntimeError):
 # computes (--data-dir must hold the same data: checked by its fingerprint). Any other flag with
 # --resume is an error: a resumed run continues with the settings it was started with.
 RESUME_OVERRIDES = ("data_dir", "device", "threads", "no_plots", "cuda_graph", "tensorboard")
-MIN_TSNE_SAMPLES = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -843,8 +843,7 @@ def _main_impl(argv=None) -> int:
 
 def main(argv=None) -> int:
     """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
-    from . import cli as _cli
-    return _cli.run(_main_impl, argv)
+    return cli.run(_main_impl, argv)
 
 
 if __name__ == "__main__":
