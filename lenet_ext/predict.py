@@ -35,6 +35,19 @@ class ImageError(UserError, ValueError):
     """An image file that cannot be read or holds no digit."""
 
 
+def _to_byte_range(img: np.ndarray, floating: bool) -> np.ndarray:
+    """Pixel values onto 0..255: floats in 0..1 (when the source is floating point) times 255; any
+    other range that leaves 0..255 stretched onto it (a constant one becomes 0: a blank image)."""
+    if img.size == 0:
+        return img
+    lo, hi = float(img.min()), float(img.max())
+    if floating and lo >= 0.0 and hi <= 1.0:
+        return img * 255.0
+    if lo < 0.0 or hi > 255.0:
+        return (img - lo) / max(hi - lo, 1e-12) * 255.0
+    return img
+
+
 def prepare(pixels: np.ndarray) -> np.ndarray:
     """A 2-D grayscale array (any size; 0..255, or floats in 0..1) -> 28x28 uint8, white digit on
     black, MNIST-style. ImageError if it is not a usable 2-D image or holds no digit."""
@@ -49,11 +62,7 @@ def prepare(pixels: np.ndarray) -> np.ndarray:
     img = img.astype(np.float64)
     if not np.isfinite(img).all():
         raise ImageError("the image holds NaN or infinite pixel values")
-    lo, hi = float(img.min()), float(img.max())
-    if np.issubdtype(np.asarray(pixels).dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
-        img = img * 255.0  # a float image in 0..1
-    elif lo < 0.0 or hi > 255.0:
-        img = (img - lo) / (hi - lo) * 255.0  # another range: stretch it to 0..255
+    img = _to_byte_range(img, np.issubdtype(np.asarray(pixels).dtype, np.floating))
 
     def border(a):
         return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
@@ -148,12 +157,8 @@ def decode(source: Union[str, bytes], name: str = "") -> np.ndarray:
                     raise ImageError(f"{name}: the image holds NaN or infinite pixel values")
                 if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                     gray = gray / 257.0
-                elif im.mode in ("I", "F") and gray.size:
-                    lo, hi = float(gray.min()), float(gray.max())
-                    if lo >= 0 and hi <= 1.0:
-                        gray = gray * 255.0
-                    elif lo < 0 or hi > 255:
-                        gray = (gray - lo) / max(hi - lo, 1e-12) * 255.0
+                elif im.mode in ("I", "F"):
+                    gray = _to_byte_range(gray, floating=True)
                 if alpha is not None:
                     gray = _composite(gray, np.asarray(_reduce(alpha), dtype=np.float64))
                 return gray

@@ -490,6 +490,13 @@ def test_prepare_takes_any_array(h, w, seed, dtype, scale):
     assert out.shape == (28, 28) and out.dtype == np.uint8 and out.max() > 0
 
 
+@pytest.mark.parametrize("value, dtype", [(300.0, np.float64), (-5.0, np.float32), (1000, np.int32), (0.5, np.float64)])
+def test_constant_image_is_blank(value, dtype):
+    """A constant array, inside 0..255 or out of it, holds no digit: the one-line ImageError."""
+    with pytest.raises(predict.ImageError, match="blank"):
+        predict.prepare(np.full((28, 28), value, dtype=dtype))
+
+
 # ------------------------------------------------------------------------------------------ IDX files
 
 
