@@ -99,6 +99,20 @@ inline void check_shaped(const at::Tensor& t, const char* name, const at::Tensor
   TORCH_CHECK_VALUE(t.sizes() == expected, "lenet_ext: ", name, " must have shape ", expected, ", got ", t.sizes());
 }
 
+// The whole-network ops' images: (N, 1, 28, 28), floating point.
+inline void check_lenet5_images(const at::Tensor& images) {
+  check_floating(images, "images");
+  TORCH_CHECK_VALUE(images.dim() == 4 && images.size(1) == 1 && images.size(2) == 28 && images.size(3) == 28,
+                    "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
+}
+
+// The output layer's weight, (classes, 84) with at least one class, of the images' dtype and device.
+inline void check_lenet5_output_weight(const at::Tensor& outw, const at::Tensor& images) {
+  check_like(outw, "output_weight", images, "images");
+  TORCH_CHECK_VALUE(outw.dim() == 2 && outw.size(1) == 84 && outw.size(0) >= 1,
+                    "lenet_ext: output_weight must have shape (classes, 84), got ", outw.sizes());
+}
+
 // The arguments of the whole-network ops (lenet5_forward, lenet5_train_forward): (N, 1, 28, 28)
 // images and LeNet-5's ten parameters, all of the images' dtype and device; returns the number of
 // classes (the output layer's rows).
@@ -106,9 +120,7 @@ inline int64_t check_lenet5_args(const at::Tensor& images, const at::Tensor& c1w
                                  const at::Tensor& c3w, const at::Tensor& c3b, const at::Tensor& c5w,
                                  const at::Tensor& c5b, const at::Tensor& f6w, const at::Tensor& f6b,
                                  const at::Tensor& outw, const at::Tensor& outb) {
-  check_floating(images, "images");
-  TORCH_CHECK_VALUE(images.dim() == 4 && images.size(1) == 1 && images.size(2) == 28 && images.size(3) == 28,
-                    "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
+  check_lenet5_images(images);
   check_shaped(c1w, "c1_weight", images, "images", {6, 1, 5, 5});
   check_shaped(c1b, "c1_bias", images, "images", {6});
   check_shaped(c3w, "c3_weight", images, "images", {16, 6, 5, 5});
@@ -117,9 +129,7 @@ inline int64_t check_lenet5_args(const at::Tensor& images, const at::Tensor& c1w
   check_shaped(c5b, "c5_bias", images, "images", {120});
   check_shaped(f6w, "f6_weight", images, "images", {84, 120});
   check_shaped(f6b, "f6_bias", images, "images", {84});
-  check_like(outw, "output_weight", images, "images");
-  TORCH_CHECK_VALUE(outw.dim() == 2 && outw.size(1) == 84 && outw.size(0) >= 1,
-                    "lenet_ext: output_weight must have shape (classes, 84), got ", outw.sizes());
+  check_lenet5_output_weight(outw, images);
   check_shaped(outb, "output_bias", images, "images", {outw.size(0)});
   return outw.size(0);
 }
@@ -132,13 +142,9 @@ inline int64_t check_lenet5_backward_args(const at::Tensor& grad_logits, const a
                                           const at::Tensor& s4, const at::Tensor& c5, const at::Tensor& f6,
                                           const at::Tensor& c1w, const at::Tensor& c3w, const at::Tensor& c5w,
                                           const at::Tensor& f6w, const at::Tensor& outw) {
-  check_floating(images, "images");
-  TORCH_CHECK_VALUE(images.dim() == 4 && images.size(1) == 1 && images.size(2) == 28 && images.size(3) == 28,
-                    "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
+  check_lenet5_images(images);
   const int64_t N = images.size(0);
-  check_like(outw, "output_weight", images, "images");
-  TORCH_CHECK_VALUE(outw.dim() == 2 && outw.size(1) == 84 && outw.size(0) >= 1,
-                    "lenet_ext: output_weight must have shape (classes, 84), got ", outw.sizes());
+  check_lenet5_output_weight(outw, images);
   check_shaped(grad_logits, "grad_logits", images, "images", {N, outw.size(0)});
   check_shaped(c1, "c1", images, "images", {N, 6, 28, 28});
   check_shaped(s2, "s2", images, "images", {N, 6, 14, 14});
