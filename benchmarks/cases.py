@@ -1,5 +1,6 @@
 """The benchmark matrix shared by the pytest-benchmark suite and the report: each case is a
 pair of callables (ours, torch's twin) doing the same work on the same data."""
+
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -15,8 +16,15 @@ POOL = {"s2": (6, 28, 28), "s4": (16, 10, 10)}
 LINEAR = {"f6": (120, 84, True), "output": (84, 10, False)}
 
 # Multiply-adds x 2 per image.
-FLOPS_FORWARD = {"c1": 2 * 6 * 784 * 25, "c3": 2 * 16 * 100 * 150, "c5": 2 * 120 * 400,
-                 "s2": 6 * 14 * 14 * 4, "s4": 16 * 5 * 5 * 4, "f6": 2 * 84 * 120, "output": 2 * 10 * 84}
+FLOPS_FORWARD = {
+    "c1": 2 * 6 * 784 * 25,
+    "c3": 2 * 16 * 100 * 150,
+    "c5": 2 * 120 * 400,
+    "s2": 6 * 14 * 14 * 4,
+    "s4": 16 * 5 * 5 * 4,
+    "f6": 2 * 84 * 120,
+    "output": 2 * 10 * 84,
+}
 # forward + backward (weight and bias gradients; input gradients except for c1, whose input is the image)
 FLOPS_TRAIN = {k: v * (2 if k == "c1" else 3) for k, v in FLOPS_FORWARD.items()}
 FLOPS_LENET_FORWARD = sum(FLOPS_FORWARD.values())
@@ -25,10 +33,10 @@ FLOPS_LENET_TRAIN = sum(FLOPS_TRAIN.values())
 
 @dataclass
 class Case:
-    name: str       # e.g. "conv2d_sigmoid c3 fwd+bwd"
-    group: str      # "op" or "model"
+    name: str  # e.g. "conv2d_sigmoid c3 fwd+bwd"
+    group: str  # "op" or "model"
     batch: int
-    flops: float    # per call
+    flops: float  # per call
     ext: Callable[[], object]
     torch: Callable[[], object]
     compiled: Optional[Callable[[], object]] = None  # the torch twin under torch.compile (model rows on CUDA)
@@ -36,10 +44,12 @@ class Case:
 
 def _runner(f, inputs, backward):
     """A call of f(*inputs), followed by a backward pass when `backward`."""
+
     def call():
         y = f(*inputs)
         if backward:
             y.backward(torch.ones_like(y))
+
     return call
 
 
@@ -49,14 +59,18 @@ def _conv_case(layer, batch, device, backward):
     weight = (torch.randn(o, c, k, k, device=device) * 0.2).requires_grad_(backward)
     bias = torch.randn(o, device=device, requires_grad=backward)
     inputs = (x, weight, bias)
-    return (_runner(lambda x, w, b: ops.conv2d_sigmoid(x, w, b, 1, p), inputs, backward),
-            _runner(lambda x, w, b: torch.sigmoid(F.conv2d(x, w, b, 1, p)), inputs, backward))
+    return (
+        _runner(lambda x, w, b: ops.conv2d_sigmoid(x, w, b, 1, p), inputs, backward),
+        _runner(lambda x, w, b: torch.sigmoid(F.conv2d(x, w, b, 1, p)), inputs, backward),
+    )
 
 
 def _pool_case(layer, batch, device, backward):
     inputs = (torch.rand(batch, *POOL[layer], device=device, requires_grad=backward),)
-    return (_runner(lambda x: ops.avg_pool2d(x, 2), inputs, backward),
-            _runner(lambda x: F.avg_pool2d(x, 2), inputs, backward))
+    return (
+        _runner(lambda x: ops.avg_pool2d(x, 2), inputs, backward),
+        _runner(lambda x: F.avg_pool2d(x, 2), inputs, backward),
+    )
 
 
 def _linear_case(layer, batch, device, backward):
@@ -70,8 +84,7 @@ def _linear_case(layer, batch, device, backward):
         return torch.sigmoid(y) if sig else y
 
     inputs = (x, weight, bias)
-    return (_runner(lambda x, w, b: ops.linear(x, w, b, sig), inputs, backward),
-            _runner(ref, inputs, backward))
+    return (_runner(lambda x, w, b: ops.linear(x, w, b, sig), inputs, backward), _runner(ref, inputs, backward))
 
 
 def _model_cases(batch, device, compiled=False) -> List[Case]:
@@ -96,6 +109,7 @@ def _model_cases(batch, device, compiled=False) -> List[Case]:
         def call():
             with torch.inference_mode():
                 return forward[impl](images)
+
         return call
 
     def train(impl):
@@ -103,12 +117,29 @@ def _model_cases(batch, device, compiled=False) -> List[Case]:
             opts[impl].zero_grad(set_to_none=True)
             F.cross_entropy(forward[impl](images), labels).backward()
             opts[impl].step()
+
         return call
 
-    return [Case("LeNet-5 inference", "model", batch, FLOPS_LENET_FORWARD * batch, infer("ext"), infer("torch"),
-                 infer("compiled") if compiled else None),
-            Case("LeNet-5 training step", "model", batch, FLOPS_LENET_TRAIN * batch, train("ext"), train("torch"),
-                 train("compiled") if compiled else None)]
+    return [
+        Case(
+            "LeNet-5 inference",
+            "model",
+            batch,
+            FLOPS_LENET_FORWARD * batch,
+            infer("ext"),
+            infer("torch"),
+            infer("compiled") if compiled else None,
+        ),
+        Case(
+            "LeNet-5 training step",
+            "model",
+            batch,
+            FLOPS_LENET_TRAIN * batch,
+            train("ext"),
+            train("torch"),
+            train("compiled") if compiled else None,
+        ),
+    ]
 
 
 def op_cases(batch, device) -> List[Case]:
@@ -117,14 +148,35 @@ def op_cases(batch, device) -> List[Case]:
         mode = "fwd+bwd" if backward else "fwd"
         flops = FLOPS_TRAIN if backward else FLOPS_FORWARD
         for layer in CONV:
-            cases.append(Case(f"conv2d_sigmoid {layer} {mode}", "op", batch, flops[layer] * batch,
-                              *_conv_case(layer, batch, device, backward)))
+            cases.append(
+                Case(
+                    f"conv2d_sigmoid {layer} {mode}",
+                    "op",
+                    batch,
+                    flops[layer] * batch,
+                    *_conv_case(layer, batch, device, backward),
+                )
+            )
         for layer in POOL:
-            cases.append(Case(f"avg_pool2d {layer} {mode}", "op", batch, flops[layer] * batch,
-                              *_pool_case(layer, batch, device, backward)))
+            cases.append(
+                Case(
+                    f"avg_pool2d {layer} {mode}",
+                    "op",
+                    batch,
+                    flops[layer] * batch,
+                    *_pool_case(layer, batch, device, backward),
+                )
+            )
         for layer in LINEAR:
-            cases.append(Case(f"linear {layer} {mode}", "op", batch, flops[layer] * batch,
-                              *_linear_case(layer, batch, device, backward)))
+            cases.append(
+                Case(
+                    f"linear {layer} {mode}",
+                    "op",
+                    batch,
+                    flops[layer] * batch,
+                    *_linear_case(layer, batch, device, backward),
+                )
+            )
     return cases
 
 

@@ -11,8 +11,8 @@ backward and a default torch.optim.Adam step: the model and nothing else.
 
 Prints one line per epoch and the ratio epoch / steps (1.00 would mean no loop cost at all).
 """
+
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 import lenet_ext
-from lenet_ext import checkpoint, train
+from lenet_ext import data
+from lenet_ext.config import TrainConfig
+from lenet_ext.loop import Run
 
 
 def plain_steps(impl, device, steps, batch_size, seed=0):
@@ -36,6 +38,7 @@ def plain_steps(impl, device, steps, batch_size, seed=0):
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(images), labels).backward()
         opt.step()
+
     for _ in range(5):
         step()
     if device.type == "cuda":
@@ -60,35 +63,31 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    config = vars(train.build_parser().parse_args([]))
-    config.update(data_dir=args.data_dir, impl=args.impl, epochs=max(args.epochs, 2), batch_size=args.batch_size)
-    config = train.config_from_args(argparse.Namespace(**config))
+    config = TrainConfig(
+        data_dir=args.data_dir, impl=args.impl, epochs=max(args.epochs, 2), batch_size=args.batch_size
+    ).validate()
+    dataset = data.load(config.dataset, config.data_dir, config.valid_size, config.seed)
     with tempfile.TemporaryDirectory() as run_dir:
-        run = train.Run(config, run_dir, device)
+        run = Run(config, run_dir, device, dataset)
         steps = run.steps_per_epoch
         epochs, plain = [], []
         for e in range(args.epochs):
             plain.append(plain_steps(args.impl, device, steps, args.batch_size, seed=e))
             t0 = time.perf_counter()
-            if hasattr(run, "run_epoch"):
-                train_s = run.run_epoch()["epoch_s"]
-            else:  # an older lenet_ext: what its fit() did per epoch
-                train_s = run.train_epoch()[3]
-                train.evaluate(run.model, run.dataset.valid, config["test_batch_size"])
-                train.evaluate(run.model, run.dataset.test, config["test_batch_size"])
-                run.epoch += 1
-                checkpoint.save(os.path.join(run_dir, "best.pt"), {"model": run.model.state_dict()})
-                run.save_last()
-                checkpoint.write_metrics(run_dir, [{"epoch": run.epoch}])
+            train_s = run.run_epoch()["epoch_s"]
             if device.type == "cuda":
                 torch.cuda.synchronize()
             epochs.append(time.perf_counter() - t0)
-            print(f"epoch {e + 1}: {epochs[-1]:.3f} s (training {train_s:.3f} s, then evaluation and checkpoints); "
-                  f"{steps} plain steps {plain[-1]:.3f} s")
+            print(
+                f"epoch {e + 1}: {epochs[-1]:.3f} s (training {train_s:.3f} s, then evaluation and checkpoints); "
+                f"{steps} plain steps {plain[-1]:.3f} s"
+            )
     e, s = statistics.median(epochs), statistics.median(plain)
-    print(f"{args.impl} on {device}, batch {args.batch_size}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}: median epoch {e:.3f} s, median {steps} plain steps {s:.3f} s, "
-          f"epoch / steps = {e / s:.2f}")
+    print(
+        f"{args.impl} on {device}, batch {args.batch_size}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}: median epoch {e:.3f} s, median {steps} plain steps {s:.3f} s, "
+        f"epoch / steps = {e / s:.2f}"
+    )
 
 
 if __name__ == "__main__":

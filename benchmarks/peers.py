@@ -8,6 +8,7 @@ rounds; speed-up = peer time / ours.
 
 A peer that is not installed (onnxruntime, openvino) is listed as such. Prints a markdown table.
 """
+
 import argparse
 import os
 import statistics
@@ -56,16 +57,19 @@ def inference_peers(model, onnx_path, images):
     def eager():
         with torch.inference_mode():
             return ref(images)
+
     peers["torch eager"] = eager
     compiled = torch.compile(ref)
 
     def comp():
         with torch.inference_mode():
             return compiled(images)
+
     peers["torch.compile"] = comp
     x = images.numpy()
     try:
         import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
@@ -76,9 +80,13 @@ def inference_peers(model, onnx_path, images):
         peers["ONNX Runtime"] = None
     try:
         import openvino as ov
+
         core = ov.Core()
-        net = core.compile_model(core.read_model(onnx_path), "CPU",
-                                 {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"})
+        net = core.compile_model(
+            core.read_model(onnx_path),
+            "CPU",
+            {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"},
+        )
         request = net.create_infer_request()
         out = request.infer({0: x})[net.output(0)]
         assert np.abs(out - expected.numpy()).max() < 1e-3
@@ -99,7 +107,9 @@ def training_peers(state, images, labels):
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(forward(images), labels).backward()
             opt.step()
+
         return step
+
     return make("ext"), {"torch eager": make("torch"), "torch.compile": make("torch", True)}
 
 
@@ -117,8 +127,10 @@ def main(argv=None):
         except Exception as exc:  # the export extra is not installed
             print(f"(no ONNX export: {exc})", file=sys.stderr)
             onnx_path = None
-        print(f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}, lenet_ext {lenet_ext.__version__} "
-              f"({lenet_ext.cpu_isa()} kernels); medians of {args.rounds} interleaved rounds; speed-up = peer / ours")
+        print(
+            f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}, lenet_ext {lenet_ext.__version__} "
+            f"({lenet_ext.cpu_isa()} kernels); medians of {args.rounds} interleaved rounds; speed-up = peer / ours"
+        )
         print()
         print("| case | batch | ours ms | peer | peer ms | speed-up |")
         print("|---|---:|---:|---|---:|---:|")
@@ -127,22 +139,29 @@ def main(argv=None):
             labels = torch.randint(0, 10, (batch,))
             peers = inference_peers(model, onnx_path, images)
 
-            def ours():
+            def ours(model=model, images=images):
                 with torch.inference_mode():
                     return model(images)
+
             available = {k: v for k, v in peers.items() if v is not None}
             times = compare({"ours": ours, **available}, args.rounds)
             for name in peers:
                 if peers[name] is None:
                     print(f"| inference | {batch} | {times['ours']:.4f} | {name} | not installed | - |")
                 else:
-                    print(f"| inference | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
-                          f"{times[name] / times['ours']:.2f}x |", flush=True)
+                    print(
+                        f"| inference | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
+                        f"{times[name] / times['ours']:.2f}x |",
+                        flush=True,
+                    )
             step, peer_steps = training_peers(model.state_dict(), images, labels)
             times = compare({"ours": step, **peer_steps}, args.rounds)
             for name in peer_steps:
-                print(f"| training step (Adam) | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
-                      f"{times[name] / times['ours']:.2f}x |", flush=True)
+                print(
+                    f"| training step (Adam) | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
+                    f"{times[name] / times['ours']:.2f}x |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ one process on one machine, and writes a markdown report with medians, ratios an
 The report goes to benchmarks/results/<device>-<date>.md (--out to change). Timings are
 medians over rounds; ext and torch alternate round by round so drift hits both alike.
 """
+
 import argparse
 import datetime
 import os
@@ -71,7 +72,7 @@ class Timer:
 def sgemm_gflops(device, timer, n=1024):
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     ms = timer.pair([lambda: torch.mm(a, b)], rounds=5, min_round_ms=50)[0]
-    return 2 * n ** 3 / (ms * 1e-3) / 1e9
+    return 2 * n**3 / (ms * 1e-3) / 1e9
 
 
 def machine_line(device):
@@ -102,11 +103,15 @@ def run(args):
     say(f"# lenet_ext benchmarks, {args.device}, {today}")
     say("")
     say(f"- {machine_line(args.device)}")
-    say(f"- torch {torch.__version__}, lenet_ext {lenet_ext.__version__} (backends {lenet_ext.backends()}), "
-        f"Python {sys.version.split()[0]}")
+    say(
+        f"- torch {torch.__version__}, lenet_ext {lenet_ext.__version__} (backends {lenet_ext.backends()}), "
+        f"Python {sys.version.split()[0]}"
+    )
     say("- command: `" + " ".join(["python -m benchmarks.report", *args.argv]) + "`")
-    say(f"- medians of {args.rounds} rounds, each round >= {args.min_round_ms} ms of back-to-back calls; "
-        "ext and torch alternate round by round")
+    say(
+        f"- medians of {args.rounds} rounds, each round >= {args.min_round_ms} ms of back-to-back calls; "
+        "ext and torch alternate round by round"
+    )
     if args.device == "cuda":
         # Full float32 on both sides: cuDNN's default TF32 convolutions would round torch's inputs.
         torch.backends.cudnn.allow_tf32 = False
@@ -119,11 +124,16 @@ def run(args):
     say("")
     compiled = args.device == "cuda" and not args.no_compile
     if args.device == "cuda":
-        from lenet_ext import models as lenet_models
-        say(f"- LeNet5(impl=\"ext\") on CUDA: {'the fused ops (LENET_EXT_CUDA_FUSED=1)' if lenet_models.CUDA_FUSED else 'layer by layer (set LENET_EXT_CUDA_FUSED=1 for the fused ops)'}")
+        v2 = lenet_ext.cuda_kernels() == "v2"
+        say(
+            f'- CUDA kernels {lenet_ext.cuda_kernels()}: LeNet5(impl="ext") runs '
+            f"{'the fused ops' if v2 else 'layer by layer (LENET_EXT_CUDA_KERNELS=v2 for the fused ops)'}"
+        )
         if compiled:
-            say("- compile: the torch twin under torch.compile(mode=\"reduce-overhead\") (CUDA graphs); "
-                "vs compile = compile time / ext time")
+            say(
+                '- compile: the torch twin under torch.compile(mode="reduce-overhead") (CUDA graphs); '
+                "vs compile = compile time / ext time"
+            )
         say("")
     rows = {}
     for batch in args.batches:
@@ -142,9 +152,11 @@ def run(args):
             rows[(case.name, batch)] = (ext_ms, torch_ms)
             tail = ""
             if compiled:
-                tail = (f" {times[2]:.4f} | {times[2] / ext_ms:.2f}x |" if case.compiled else " - | - |")
-            say(f"| {case.name} | {ext_ms:.4f} | {torch_ms:.4f} | {torch_ms / ext_ms:.2f}x | {gflops:.2f} | "
-                f"{100 * gflops / peak:.1f}% |" + tail)
+                tail = f" {times[2]:.4f} | {times[2] / ext_ms:.2f}x |" if case.compiled else " - | - |"
+            say(
+                f"| {case.name} | {ext_ms:.4f} | {torch_ms:.4f} | {torch_ms / ext_ms:.2f}x | {gflops:.2f} | "
+                f"{100 * gflops / peak:.1f}% |" + tail
+            )
             print(lines[-1], flush=True)
         say("")
     if args.device == "cpu" and not args.quick and (os.cpu_count() or 1) > 1:

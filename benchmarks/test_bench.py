@@ -7,6 +7,7 @@
 Not part of the default `pytest` run (testpaths = tests). For a markdown report with GFLOP/s
 and ratios, use `python -m benchmarks.report`.
 """
+
 import functools
 
 import pytest
@@ -34,6 +35,7 @@ def test_speed(benchmark, device, batch, name, impl):
     case = cases(batch, device)[name]
     fn = case.ext if impl == "ext" else case.torch
     if device == "cuda":
+
         def timed():
             fn()
             torch.cuda.synchronize()

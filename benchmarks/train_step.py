@@ -3,6 +3,7 @@ and impl=torch in one process, interleaved, and prints the medians and their rat
 
     python -m benchmarks.train_step --batch-size 256 --repeats 30
 """
+
 import argparse
 import statistics
 import time
@@ -23,6 +24,7 @@ def make_step(impl, images, labels, state):
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
         opt.step()
+
     return step
 
 
@@ -40,7 +42,7 @@ def main(argv=None):
     state = lenet_ext.LeNet5().state_dict()
     steps = {impl: make_step(impl, images, labels, state) for impl in ("ext", "torch")}
     times = {impl: [] for impl in steps}
-    for impl, step in steps.items():  # warm-up
+    for step in steps.values():  # warm-up
         for _ in range(3):
             step()
     for _ in range(args.repeats):
@@ -49,8 +51,10 @@ def main(argv=None):
             step()
             times[impl].append(time.perf_counter() - t0)
     med = {impl: statistics.median(t) * 1e3 for impl, t in times.items()}
-    print(f"batch {args.batch_size}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{args.repeats} steps each (median):")
+    print(
+        f"batch {args.batch_size}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{args.repeats} steps each (median):"
+    )
     print(f"  ext   {med['ext']:8.2f} ms")
     print(f"  torch {med['torch']:8.2f} ms")
     print(f"  ext/torch time ratio {med['ext'] / med['torch']:.2f} (speed-up {med['torch'] / med['ext']:.2f}x)")

@@ -1,6 +1,7 @@
 // lenet_ext's newer CUDA kernels (the fused ops', the second-generation per-op kernels, and the
 // first-generation convolution kernels they share code with), run on the CPU: a test of their
-// arithmetic and indexing on a machine without a GPU (tests/test_cuda_emulated.py builds this with torch.utils.cpp_extension).
+// arithmetic and indexing on a machine without a GPU (tests/test_cuda_emulated.py builds this with
+// torch.utils.cpp_extension).
 //
 // The kernel headers are compiled as plain C++. A block's kThreads threads are fibers (ucontext)
 // on one host thread: each runs until its next __syncthreads(), which switches to the next fiber,
@@ -43,9 +44,7 @@ inline void run_current() {
 }
 }  // namespace emulation
 
-inline void __syncthreads() {
-  swapcontext(&emulation::fibers[emulation::current].context, &emulation::scheduler);
-}
+inline void __syncthreads() { swapcontext(&emulation::fibers[emulation::current].context, &emulation::scheduler); }
 template <typename T>
 inline T __ldg(const T* p) {
   return *p;
@@ -60,9 +59,10 @@ inline T __ldg(const T* p) {
 
 #include "../csrc/checks.h"
 #include "../csrc/cuda/conv_kernels.cuh"
-#include "../csrc/cuda/product_kernels.cuh"
 #include "../csrc/cuda/lenet5_backward_kernels.cuh"
 #include "../csrc/cuda/lenet5_kernels.cuh"
+#include "../csrc/cuda/product_kernels.cuh"
+#include "../csrc/tensors.h"
 
 namespace {
 
@@ -130,8 +130,12 @@ std::vector<at::Tensor> conv_pool_forward(at::Tensor x, at::Tensor w, c10::optio
   at::Tensor act = at::empty({s.N, s.O, s.OH, s.OW}, x.options());
   at::Tensor pooled = at::empty({s.N, s.O, s.OH / pool, s.OW / pool}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated conv_pool_forward", [&] {
-    const ConvPool<scalar_t> f{s, pool, in<scalar_t>(x), in<scalar_t>(w),
-                               bias.defined() ? in<scalar_t>(bias) : nullptr, out<scalar_t>(act),
+    const ConvPool<scalar_t> f{s,
+                               pool,
+                               in<scalar_t>(x),
+                               in<scalar_t>(w),
+                               bias.defined() ? in<scalar_t>(bias) : nullptr,
+                               out<scalar_t>(act),
                                out<scalar_t>(pooled)};
     conv2d_sigmoid_pool_forward(f, Emulate{});
   });
@@ -149,8 +153,7 @@ T* maybe(at::Tensor& t) {
   return t.defined() && t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr;
 }
 
-at::Tensor conv_forward(at::Tensor x, at::Tensor w, c10::optional<at::Tensor> b, int64_t stride, int64_t pad,
-                        bool v2) {
+at::Tensor conv_forward(at::Tensor x, at::Tensor w, c10::optional<at::Tensor> b, int64_t stride, int64_t pad, bool v2) {
   check_conv2d(x, w, b, stride, pad);
   x = x.contiguous(), w = w.contiguous();
   at::Tensor bias = b.has_value() ? b->contiguous() : at::Tensor();
@@ -173,8 +176,14 @@ std::vector<at::Tensor> conv_backward_from_g(at::Tensor g, at::Tensor x, at::Ten
   at::Tensor partial = partial_for(s, x, v2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated conv_backward", [&] {
     using T = scalar_t;
-    const ConvBackward<T> b{s, in<T>(g), in<T>(x), in<T>(w), mask[0] ? maybe<T>(gx) : nullptr,
-                            mask[1] ? maybe<T>(gw) : nullptr, mask[2] ? maybe<T>(gb) : nullptr, maybe<T>(partial)};
+    const ConvBackward<T> b{s,
+                            in<T>(g),
+                            in<T>(x),
+                            in<T>(w),
+                            mask[0] ? maybe<T>(gx) : nullptr,
+                            mask[1] ? maybe<T>(gw) : nullptr,
+                            mask[2] ? maybe<T>(gb) : nullptr,
+                            maybe<T>(partial)};
     conv2d_backward_from_g(b, Emulate{}, v2);
   });
   return {gx, gw, gb};
@@ -186,8 +195,8 @@ at::Tensor dense_forward_op(at::Tensor x, at::Tensor w, c10::optional<at::Tensor
   const int64_t M = x.size(0), K = x.size(1), O = w.size(0);
   at::Tensor y = at::empty({M, O}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated dense_forward", [&] {
-    dense_forward(in<scalar_t>(x), in<scalar_t>(w), bias.defined() ? in<scalar_t>(bias) : nullptr,
-                  out<scalar_t>(y), M, K, O, apply_sigmoid, Emulate{});
+    dense_forward(in<scalar_t>(x), in<scalar_t>(w), bias.defined() ? in<scalar_t>(bias) : nullptr, out<scalar_t>(y), M,
+                  K, O, apply_sigmoid, Emulate{});
   });
   return y;
 }
@@ -204,8 +213,7 @@ std::vector<at::Tensor> dense_backward_op(at::Tensor g, at::Tensor x, at::Tensor
 }
 
 std::vector<at::Tensor> conv_pool_backward(at::Tensor gp, c10::optional<at::Tensor> ga, at::Tensor a, at::Tensor x,
-                                           at::Tensor w, int64_t pad, int64_t pool, std::vector<bool> mask,
-                                           bool v2) {
+                                           at::Tensor w, int64_t pad, int64_t pool, std::vector<bool> mask, bool v2) {
   const ConvShape s = check_conv2d_sigmoid_pool_backward(gp, ga, a, x, w, pad, pool);
   gp = gp.contiguous(), a = a.contiguous(), x = x.contiguous(), w = w.contiguous();
   at::Tensor gact = ga.has_value() ? ga->contiguous() : at::Tensor();
@@ -243,8 +251,8 @@ std::vector<at::Tensor> run_lenet5_forward(at::Tensor images, std::vector<at::Te
   if (N == 0) return {logits, c1, s2, c3, s4, c5, f6};
   AT_DISPATCH_FLOATING_TYPES(images.scalar_type(), "emulated lenet5_forward", [&] {
     const LeNet5Acts<scalar_t> acts =
-        save ? LeNet5Acts<scalar_t>{out<scalar_t>(c1), out<scalar_t>(s2), out<scalar_t>(c3), out<scalar_t>(s4),
-                                    out<scalar_t>(c5), out<scalar_t>(f6)}
+        save ? LeNet5Acts<scalar_t>{out<scalar_t>(c1), out<scalar_t>(s2), out<scalar_t>(c3),
+                                    out<scalar_t>(s4), out<scalar_t>(c5), out<scalar_t>(f6)}
              : LeNet5Acts<scalar_t>{};
     lenet5_forward(N, in<scalar_t>(images), lenet5_weights<scalar_t>(p, classes), out<scalar_t>(logits), acts,
                    Emulate{});
@@ -253,9 +261,8 @@ std::vector<at::Tensor> run_lenet5_forward(at::Tensor images, std::vector<at::Te
 }
 
 std::vector<at::Tensor> lenet5_train_backward(at::Tensor go, at::Tensor x, at::Tensor a1, at::Tensor a2, at::Tensor a3,
-                                              at::Tensor a4, at::Tensor a5, at::Tensor a6, at::Tensor w1,
-                                              at::Tensor w3, at::Tensor w5, at::Tensor w6, at::Tensor wo,
-                                              bool images_grad) {
+                                              at::Tensor a4, at::Tensor a5, at::Tensor a6, at::Tensor w1, at::Tensor w3,
+                                              at::Tensor w5, at::Tensor w6, at::Tensor wo, bool images_grad) {
   const int64_t classes = check_lenet5_backward_args(go, x, a1, a2, a3, a4, a5, a6, w1, w3, w5, w6, wo);
   for (at::Tensor* t : {&go, &x, &a1, &a2, &a3, &a4, &a5, &a6, &w1, &w3, &w5, &w6, &wo}) *t = t->contiguous();
   const int64_t N = x.size(0), chunks = lenet5_backward_chunks(N);
@@ -269,11 +276,16 @@ std::vector<at::Tensor> lenet5_train_backward(at::Tensor go, at::Tensor x, at::T
              g6 = at::empty({N, 84}, o), partial = at::empty({chunks, kConvParams}, o);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "emulated lenet5_train_backward", [&] {
     using T = scalar_t;
-    const LeNet5Backward<T> b{N,          classes,    in<T>(go),  in<T>(x),   in<T>(a1),  in<T>(a2),   in<T>(a3),
-                              in<T>(a4),  in<T>(a5),  in<T>(a6),  in<T>(w1),  in<T>(w3),  in<T>(w5),   in<T>(w6),
-                              in<T>(wo),  out<T>(g1), out<T>(g3), out<T>(g5), out<T>(g6), out<T>(partial),
-                              images_grad ? out<T>(gx) : nullptr, out<T>(gw1), out<T>(gb1), out<T>(gw3),
-                              out<T>(gb3), out<T>(gw5), out<T>(gb5), out<T>(gw6), out<T>(gb6), out<T>(gwo),
+    const LeNet5Backward<T> b{N,           classes,         in<T>(go),
+                              in<T>(x),    in<T>(a1),       in<T>(a2),
+                              in<T>(a3),   in<T>(a4),       in<T>(a5),
+                              in<T>(a6),   in<T>(w1),       in<T>(w3),
+                              in<T>(w5),   in<T>(w6),       in<T>(wo),
+                              out<T>(g1),  out<T>(g3),      out<T>(g5),
+                              out<T>(g6),  out<T>(partial), images_grad ? out<T>(gx) : nullptr,
+                              out<T>(gw1), out<T>(gb1),     out<T>(gw3),
+                              out<T>(gb3), out<T>(gw5),     out<T>(gb5),
+                              out<T>(gw6), out<T>(gb6),     out<T>(gwo),
                               out<T>(gbo)};
     lenet5_backward(b, Emulate{});
   });

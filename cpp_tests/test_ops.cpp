@@ -31,15 +31,15 @@ c10::TypedOperatorHandle<Signature> op(const char* name) {
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 
 void test_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t k, int64_t stride, int64_t pad) {
-  auto fwd = op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t,
-                           int64_t)>("lenet_ext::conv2d_sigmoid");
+  auto fwd = op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t, int64_t)>(
+      "lenet_ext::conv2d_sigmoid");
   auto bwd = op<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
                       std::array<bool, 3>)>("lenet_ext::conv2d_sigmoid_backward");
   const auto x = torch::randn({n, c, h, w}).requires_grad_();
   const auto weight = torch::randn({o, c, k, k}).requires_grad_();
   const auto bias = torch::randn({o}).requires_grad_();
-  const std::string tag = "conv2d_sigmoid N" + std::to_string(n) + " C" + std::to_string(c) + " k" +
-                          std::to_string(k) + " s" + std::to_string(stride) + " p" + std::to_string(pad);
+  const std::string tag = "conv2d_sigmoid N" + std::to_string(n) + " C" + std::to_string(c) + " k" + std::to_string(k) +
+                          " s" + std::to_string(stride) + " p" + std::to_string(pad);
   at::Tensor y;
   {
     torch::NoGradGuard no_grad;
@@ -74,8 +74,8 @@ void test_pool(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t st
 }
 
 void test_linear(int64_t m, int64_t in, int64_t out, bool sigmoid) {
-  auto fwd = op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool)>(
-      "lenet_ext::linear");
+  auto fwd =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool)>("lenet_ext::linear");
   auto bwd = op<Grads(const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, bool,
                       std::array<bool, 3>)>("lenet_ext::linear_backward");
   const auto x = torch::randn({m, in}).requires_grad_();
@@ -99,8 +99,8 @@ void test_linear(int64_t m, int64_t in, int64_t out, bool sigmoid) {
 }
 
 void test_bad_input() {
-  auto fwd = op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t,
-                           int64_t)>("lenet_ext::conv2d_sigmoid");
+  auto fwd = op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t, int64_t)>(
+      "lenet_ext::conv2d_sigmoid");
   try {
     fwd.call(torch::randn({2, 3, 8, 8}), torch::randn({4, 2, 3, 3}), std::nullopt, 1, 0);
     std::printf("FAIL channel mismatch was accepted\n");

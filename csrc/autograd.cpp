@@ -39,8 +39,9 @@ variable_list input_grads(const Grads& grads, std::array<bool, 3> mask, size_t e
 struct ConvSigmoid : torch::autograd::Function<ConvSigmoid> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
                             int64_t stride, int64_t padding) {
-    static const auto fwd = op("lenet_ext::conv2d_sigmoid").typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                                                              const OptTensor&, int64_t, int64_t)>();
+    static const auto fwd =
+        op("lenet_ext::conv2d_sigmoid")
+            .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, int64_t, int64_t)>();
     at::AutoDispatchBelowADInplaceOrView guard;
     at::Tensor y = fwd.call(x, w, b, stride, padding);
     ctx->save_for_backward({x, w, y});
@@ -52,8 +53,8 @@ struct ConvSigmoid : torch::autograd::Function<ConvSigmoid> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     static const auto bwd = op("lenet_ext::conv2d_sigmoid_backward")
-                                .typed<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                             const at::Tensor&, int64_t, int64_t, std::array<bool, 3>)>();
+                                .typed<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                             int64_t, int64_t, std::array<bool, 3>)>();
     const auto saved = ctx->get_saved_variables();
     const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
     return input_grads(bwd.call(grad[0], saved[2], saved[0], saved[1], ctx->saved_data["stride"].toInt(),
@@ -65,10 +66,9 @@ struct ConvSigmoid : torch::autograd::Function<ConvSigmoid> {
 struct ConvSigmoidPool : torch::autograd::Function<ConvSigmoidPool> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
                                int64_t padding, int64_t pool) {
-    static const auto fwd =
-        op("lenet_ext::conv2d_sigmoid_pool")
-            .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const OptTensor&,
-                                                      int64_t, int64_t)>();
+    static const auto fwd = op("lenet_ext::conv2d_sigmoid_pool")
+                                .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                          const OptTensor&, int64_t, int64_t)>();
     at::AutoDispatchBelowADInplaceOrView guard;
     auto [pooled, activation] = fwd.call(x, w, b, padding, pool);
     ctx->save_for_backward({x, w, activation});
@@ -81,16 +81,16 @@ struct ConvSigmoidPool : torch::autograd::Function<ConvSigmoidPool> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     static const auto bwd = op("lenet_ext::conv2d_sigmoid_pool_backward")
-                                .typed<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&,
-                                             const at::Tensor&, const at::Tensor&, int64_t, int64_t,
-                                             std::array<bool, 3>)>();
+                                .typed<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
+                                             const at::Tensor&, int64_t, int64_t, std::array<bool, 3>)>();
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& activation = saved[2];
     const int64_t pool = ctx->saved_data["pool"].toInt();
     at::Tensor grad_pooled = grad[0];
     if (!grad_pooled.defined())
-      grad_pooled = at::zeros({activation.size(0), activation.size(1), activation.size(2) / pool,
-                               activation.size(3) / pool}, activation.options());
+      grad_pooled =
+          at::zeros({activation.size(0), activation.size(1), activation.size(2) / pool, activation.size(3) / pool},
+                    activation.options());
     const OptTensor grad_activation = grad[1].defined() ? OptTensor(grad[1]) : OptTensor();
     const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
     return input_grads(bwd.call(grad_pooled, grad_activation, activation, saved[0], saved[1],
@@ -122,8 +122,8 @@ struct AvgPool : torch::autograd::Function<AvgPool> {
 struct Linear : torch::autograd::Function<Linear> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
                             bool sigmoid) {
-    static const auto fwd = op("lenet_ext::linear")
-                                .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, bool)>();
+    static const auto fwd =
+        op("lenet_ext::linear").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, bool)>();
     at::AutoDispatchBelowADInplaceOrView guard;
     at::Tensor y = fwd.call(x, w, b, sigmoid);
     ctx->save_for_backward({x, w, sigmoid ? y : at::Tensor()});
@@ -134,14 +134,13 @@ struct Linear : torch::autograd::Function<Linear> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     static const auto bwd = op("lenet_ext::linear_backward")
-                                .typed<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&,
-                                             const at::Tensor&, bool, std::array<bool, 3>)>();
+                                .typed<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
+                                             bool, std::array<bool, 3>)>();
     const auto saved = ctx->get_saved_variables();
     const bool sigmoid = ctx->saved_data["sigmoid"].toBool();
     const auto mask = wanted(ctx, ctx->saved_data["has_bias"].toBool());
-    return input_grads(bwd.call(grad[0], sigmoid ? OptTensor(saved[2]) : OptTensor(), saved[0], saved[1], sigmoid,
-                                mask),
-                       mask, 1);
+    return input_grads(
+        bwd.call(grad[0], sigmoid ? OptTensor(saved[2]) : OptTensor(), saved[0], saved[1], sigmoid, mask), mask, 1);
   }
 };
 
@@ -153,10 +152,9 @@ using Tensors11 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at:
 using T = const at::Tensor&;
 
 struct LeNet5Train : torch::autograd::Function<LeNet5Train> {
-  static variable_list forward(AutogradContext* ctx, T images, T c1w, T c1b, T c3w, T c3b, T c5w, T c5b, T f6w,
-                               T f6b, T outw, T outb) {
-    static const auto fwd =
-        op("lenet_ext::lenet5_train_forward").typed<Tensors7(T, T, T, T, T, T, T, T, T, T, T)>();
+  static variable_list forward(AutogradContext* ctx, T images, T c1w, T c1b, T c3w, T c3b, T c5w, T c5b, T f6w, T f6b,
+                               T outw, T outb) {
+    static const auto fwd = op("lenet_ext::lenet5_train_forward").typed<Tensors7(T, T, T, T, T, T, T, T, T, T, T)>();
     at::AutoDispatchBelowADInplaceOrView guard;
     auto [logits, c1, s2, c3, s4, c5, f6] = fwd.call(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
     ctx->save_for_backward({images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw});
@@ -166,8 +164,8 @@ struct LeNet5Train : torch::autograd::Function<LeNet5Train> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    static const auto bwd = op("lenet_ext::lenet5_train_backward")
-                                .typed<Tensors11(T, T, T, T, T, T, T, T, T, T, T, T, T, bool)>();
+    static const auto bwd =
+        op("lenet_ext::lenet5_train_backward").typed<Tensors11(T, T, T, T, T, T, T, T, T, T, T, T, T, bool)>();
     variable_list out(11);
     if (!grad[0].defined()) return out;  // the logits were not used
     const auto v = ctx->get_saved_variables();

@@ -1,15 +1,14 @@
 // Argument checks shared by every backend. Each failure names the argument and
 // what was expected; TORCH_CHECK_TYPE surfaces in Python as TypeError and
-// TORCH_CHECK_VALUE as ValueError.
+// TORCH_CHECK_VALUE as ValueError. The shapes they compute are shapes.h's; the
+// tensors the ops allocate, tensors.h's.
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
 #include <array>
-#include <tuple>
 #include <vector>
 
 #include "shapes.h"
@@ -17,58 +16,48 @@
 namespace lenet_ext {
 
 inline void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_TYPE(
-      t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
-      "lenet_ext: ", name, " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "lenet_ext: ", name,
+                   " must be float32 or float64, got ", t.scalar_type());
 }
 
 // `t` must match `ref` (named ref_name) in dtype and device.
 inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
   check_floating(t, name);
-  TORCH_CHECK_TYPE(
-      t.scalar_type() == ref.scalar_type(), "lenet_ext: ", name, " has dtype ", t.scalar_type(), " but ",
-      ref_name, " has dtype ", ref.scalar_type(), "; they must match");
-  TORCH_CHECK_VALUE(
-      t.device() == ref.device(), "lenet_ext: ", name, " is on ", t.device(), " but ", ref_name, " is on ",
-      ref.device(), "; they must be on the same device");
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), "lenet_ext: ", name, " has dtype ", t.scalar_type(), " but ",
+                   ref_name, " has dtype ", ref.scalar_type(), "; they must match");
+  TORCH_CHECK_VALUE(t.device() == ref.device(), "lenet_ext: ", name, " is on ", t.device(), " but ", ref_name,
+                    " is on ", ref.device(), "; they must be on the same device");
 }
 
 inline void check_dim(const at::Tensor& t, const char* name, int64_t dim, const char* layout) {
-  TORCH_CHECK_VALUE(
-      t.dim() == dim, "lenet_ext: ", name, " must be ", dim, "-D ", layout, ", got ", t.dim(), "-D with shape ",
-      t.sizes());
+  TORCH_CHECK_VALUE(t.dim() == dim, "lenet_ext: ", name, " must be ", dim, "-D ", layout, ", got ", t.dim(),
+                    "-D with shape ", t.sizes());
 }
 
 inline void check_bias(const c10::optional<at::Tensor>& bias, int64_t features, const at::Tensor& ref) {
   if (!bias.has_value()) return;
   check_like(*bias, "bias", ref, "input");
-  TORCH_CHECK_VALUE(
-      bias->dim() == 1 && bias->size(0) == features, "lenet_ext: bias must have shape (", features,
-      ",), one value per output channel, got ", bias->sizes());
+  TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == features, "lenet_ext: bias must have shape (", features,
+                    ",), one value per output channel, got ", bias->sizes());
 }
 
-// Output size of a window of `kernel` sliding with `stride` over `size` (already padded), floor mode.
-inline int64_t window_out(int64_t size, int64_t kernel, int64_t stride) { return (size - kernel) / stride + 1; }
-
-inline void check_conv2d(
-    const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t stride,
-    int64_t padding) {
+inline void check_conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                         int64_t stride, int64_t padding) {
   check_floating(input, "input");
   check_like(weight, "weight", input, "input");
   check_dim(input, "input", 4, "(N, C, H, W)");
   check_dim(weight, "weight", 4, "(C_out, C_in, kH, kW)");
-  TORCH_CHECK_VALUE(
-      input.size(1) == weight.size(1), "lenet_ext: input has ", input.size(1), " channels but weight expects ",
-      weight.size(1), " (weight.shape[1]); they must match");
+  TORCH_CHECK_VALUE(input.size(1) == weight.size(1), "lenet_ext: input has ", input.size(1),
+                    " channels but weight expects ", weight.size(1), " (weight.shape[1]); they must match");
   TORCH_CHECK_VALUE(weight.size(0) > 0 && weight.size(2) > 0 && weight.size(3) > 0,
                     "lenet_ext: weight must have non-zero C_out, kH and kW, got ", weight.sizes());
   check_bias(bias, weight.size(0), input);
   TORCH_CHECK_VALUE(stride >= 1, "lenet_ext: stride must be >= 1, got ", stride);
   TORCH_CHECK_VALUE(padding >= 0, "lenet_ext: padding must be >= 0, got ", padding);
-  TORCH_CHECK_VALUE(
-      input.size(2) + 2 * padding >= weight.size(2) && input.size(3) + 2 * padding >= weight.size(3),
-      "lenet_ext: kernel size (", weight.size(2), ", ", weight.size(3), ") is larger than the padded input (",
-      input.size(2) + 2 * padding, ", ", input.size(3) + 2 * padding, ")");
+  TORCH_CHECK_VALUE(input.size(2) + 2 * padding >= weight.size(2) && input.size(3) + 2 * padding >= weight.size(3),
+                    "lenet_ext: kernel size (", weight.size(2), ", ", weight.size(3),
+                    ") is larger than the padded input (", input.size(2) + 2 * padding, ", ",
+                    input.size(3) + 2 * padding, ")");
 }
 
 inline void check_avg_pool2d(const at::Tensor& input, int64_t kernel_size, int64_t stride) {
@@ -76,9 +65,8 @@ inline void check_avg_pool2d(const at::Tensor& input, int64_t kernel_size, int64
   check_dim(input, "input", 4, "(N, C, H, W)");
   TORCH_CHECK_VALUE(kernel_size >= 1, "lenet_ext: kernel_size must be >= 1, got ", kernel_size);
   TORCH_CHECK_VALUE(stride >= 1, "lenet_ext: stride must be >= 1, got ", stride);
-  TORCH_CHECK_VALUE(
-      input.size(2) >= kernel_size && input.size(3) >= kernel_size, "lenet_ext: kernel_size ", kernel_size,
-      " is larger than the input (", input.size(2), ", ", input.size(3), ")");
+  TORCH_CHECK_VALUE(input.size(2) >= kernel_size && input.size(3) >= kernel_size, "lenet_ext: kernel_size ",
+                    kernel_size, " is larger than the input (", input.size(2), ", ", input.size(3), ")");
 }
 
 inline void check_linear(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
@@ -86,9 +74,9 @@ inline void check_linear(const at::Tensor& input, const at::Tensor& weight, cons
   check_like(weight, "weight", input, "input");
   TORCH_CHECK_VALUE(input.dim() >= 1, "lenet_ext: input must have at least 1 dimension (..., in_features), got 0-D");
   check_dim(weight, "weight", 2, "(out_features, in_features)");
-  TORCH_CHECK_VALUE(
-      input.size(-1) == weight.size(1), "lenet_ext: input has ", input.size(-1),
-      " features (input.shape[-1]) but weight expects ", weight.size(1), " (weight.shape[1]); they must match");
+  TORCH_CHECK_VALUE(input.size(-1) == weight.size(1), "lenet_ext: input has ", input.size(-1),
+                    " features (input.shape[-1]) but weight expects ", weight.size(1),
+                    " (weight.shape[1]); they must match");
   check_bias(bias, weight.size(0), input);
 }
 
@@ -137,11 +125,11 @@ inline int64_t check_lenet5_args(const at::Tensor& images, const at::Tensor& c1w
 // The arguments of lenet5_train_backward (see lenet_ext.cpp) as a kernel that reads them all at once
 // needs them: every activation and weight of LeNet-5's shape, all of the images' dtype and device;
 // returns the number of classes.
-inline int64_t check_lenet5_backward_args(const at::Tensor& grad_logits, const at::Tensor& images,
-                                          const at::Tensor& c1, const at::Tensor& s2, const at::Tensor& c3,
-                                          const at::Tensor& s4, const at::Tensor& c5, const at::Tensor& f6,
-                                          const at::Tensor& c1w, const at::Tensor& c3w, const at::Tensor& c5w,
-                                          const at::Tensor& f6w, const at::Tensor& outw) {
+inline int64_t check_lenet5_backward_args(const at::Tensor& grad_logits, const at::Tensor& images, const at::Tensor& c1,
+                                          const at::Tensor& s2, const at::Tensor& c3, const at::Tensor& s4,
+                                          const at::Tensor& c5, const at::Tensor& f6, const at::Tensor& c1w,
+                                          const at::Tensor& c3w, const at::Tensor& c5w, const at::Tensor& f6w,
+                                          const at::Tensor& outw) {
   check_lenet5_images(images);
   const int64_t N = images.size(0);
   check_lenet5_output_weight(outw, images);
@@ -159,64 +147,18 @@ inline int64_t check_lenet5_backward_args(const at::Tensor& grad_logits, const a
   return outw.size(0);
 }
 
-// LeNet-5's ten parameters (lenet5_forward's order), contiguous.
-inline std::array<at::Tensor, 10> contiguous_lenet5_params(const at::Tensor& c1w, const at::Tensor& c1b,
-                                                           const at::Tensor& c3w, const at::Tensor& c3b,
-                                                           const at::Tensor& c5w, const at::Tensor& c5b,
-                                                           const at::Tensor& f6w, const at::Tensor& f6b,
-                                                           const at::Tensor& outw, const at::Tensor& outb) {
-  return {c1w.contiguous(), c1b.contiguous(), c3w.contiguous(), c3b.contiguous(), c5w.contiguous(),
-          c5b.contiguous(), f6w.contiguous(), f6b.contiguous(), outw.contiguous(), outb.contiguous()};
-}
-
 // Backward ops are called by autograd with tensors it saved, but they are public
 // ops too: check what would otherwise index out of bounds.
 inline void check_grad_output(const at::Tensor& grad, const at::Tensor& ref, at::IntArrayRef expected) {
   check_shaped(grad, "grad_output", ref, "input", expected);
 }
 
-// ------------------------------------------------------------------------------------------
-// Shapes shared by the CPU and CUDA kernels, and the checks of the backward ops' arguments.
-// ------------------------------------------------------------------------------------------
-
-// A convolution: input (N, C, H, W), weight (O, C, KH, KW), output (N, O, OH, OW).
-inline ConvShape conv_shape(const at::Tensor& x, const at::Tensor& w, int64_t stride, int64_t pad) {
-  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0, stride, pad};
-  s.OH = window_out(s.H + 2 * pad, s.KH, stride);
-  s.OW = window_out(s.W + 2 * pad, s.KW, stride);
-  return s;
-}
-
-// Rows of a (..., K) tensor seen as a matrix, and the (..., O) size of a linear layer's output.
-inline int64_t leading_rows(const at::Tensor& t) {
-  int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
-  return rows;
-}
-
-inline std::vector<int64_t> linear_output_size(const at::Tensor& input, int64_t out_features) {
-  std::vector<int64_t> size(input.sizes().begin(), input.sizes().end());
-  size.back() = out_features;
-  return size;
-}
-
-// An average pooling: input (N, C, H, W), output (N, C, OH, OW).
-struct PoolShape {
-  int64_t N, C, H, W, OH, OW;
-};
-
-inline PoolShape pool_shape(at::IntArrayRef input_size, int64_t kernel_size, int64_t stride) {
-  return {input_size[0], input_size[1], input_size[2], input_size[3],
-          window_out(input_size[2], kernel_size, stride), window_out(input_size[3], kernel_size, stride)};
-}
-
 inline void check_output(const at::Tensor& output, const at::Tensor& input, at::IntArrayRef expected) {
   check_shaped(output, "output", input, "input", expected);
 }
 
-inline ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& output,
-                                       const at::Tensor& input, const at::Tensor& weight, int64_t stride,
-                                       int64_t padding) {
+inline ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& input,
+                                       const at::Tensor& weight, int64_t stride, int64_t padding) {
   check_conv2d(input, weight, c10::nullopt, stride, padding);
   const ConvShape s = conv_shape(input, weight, stride, padding);
   const std::array<int64_t, 4> out_size{s.N, s.O, s.OH, s.OW};
@@ -232,8 +174,8 @@ inline ConvShape check_conv2d_sigmoid_pool(const at::Tensor& input, const at::Te
   check_conv2d(input, weight, bias, 1, padding);
   const ConvShape s = conv_shape(input, weight, 1, padding);
   TORCH_CHECK_VALUE(pool >= 1, "lenet_ext: pool must be >= 1, got ", pool);
-  TORCH_CHECK_VALUE(pool <= s.OH && pool <= s.OW, "lenet_ext: pool ", pool, " is larger than the convolution's output (",
-                    s.OH, ", ", s.OW, ")");
+  TORCH_CHECK_VALUE(pool <= s.OH && pool <= s.OW, "lenet_ext: pool ", pool,
+                    " is larger than the convolution's output (", s.OH, ", ", s.OW, ")");
   return s;
 }
 
@@ -255,9 +197,9 @@ inline PoolShape check_avg_pool2d_backward(const at::Tensor& grad_output, at::In
   TORCH_CHECK_VALUE(input_size.size() == 4, "lenet_ext: input_size must be (N, C, H, W), got ", input_size);
   TORCH_CHECK_VALUE(kernel_size >= 1 && stride >= 1, "lenet_ext: kernel_size and stride must be >= 1, got ",
                     kernel_size, " and ", stride);
-  TORCH_CHECK_VALUE(input_size[0] >= 0 && input_size[1] >= 0 && input_size[2] >= kernel_size &&
-                        input_size[3] >= kernel_size,
-                    "lenet_ext: input_size ", input_size, " does not fit kernel_size ", kernel_size);
+  TORCH_CHECK_VALUE(
+      input_size[0] >= 0 && input_size[1] >= 0 && input_size[2] >= kernel_size && input_size[3] >= kernel_size,
+      "lenet_ext: input_size ", input_size, " does not fit kernel_size ", kernel_size);
   const PoolShape s = pool_shape(input_size, kernel_size, stride);
   const std::array<int64_t, 4> out_size{s.N, s.C, s.OH, s.OW};
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_size), "lenet_ext: grad_output must have shape ",
@@ -273,18 +215,6 @@ inline void check_linear_backward(const at::Tensor& grad_output, const c10::opti
   TORCH_CHECK_VALUE(!apply_sigmoid || output.has_value(),
                     "lenet_ext: linear_backward with sigmoid=True needs the forward output");
   if (apply_sigmoid) check_output(*output, input, out_size);
-}
-
-// Uninitialised gradients of (input, weight, bias) for a backward op; one that output_mask does
-// not ask for is an empty tensor (autograd then gets None for it).
-inline std::tuple<at::Tensor, at::Tensor, at::Tensor> empty_grads(const at::Tensor& input, const at::Tensor& weight,
-                                                                  std::array<bool, 3> output_mask) {
-  const int64_t out_features = weight.size(0);
-  auto make = [&](bool needed, at::IntArrayRef size) {
-    return at::empty(needed ? size : at::IntArrayRef{0}, input.options());
-  };
-  return {make(output_mask[0], input.sizes()), make(output_mask[1], weight.sizes()),
-          make(output_mask[2], at::IntArrayRef(&out_features, 1))};
 }
 
 }  // namespace lenet_ext

@@ -8,17 +8,17 @@
 namespace lenet_ext {
 namespace {
 
-std::atomic<bool>& v2_flag() {
-  static std::atomic<bool> flag([] {
-    const char* value = std::getenv("LENET_EXT_CUDA_FUSED");
-    return value != nullptr && std::strcmp(value, "1") == 0;
+std::atomic<CudaKernels>& generation() {
+  static std::atomic<CudaKernels> value([] {
+    const char* env = std::getenv("LENET_EXT_CUDA_KERNELS");
+    return env != nullptr && std::strcmp(env, "v2") == 0 ? CudaKernels::v2 : CudaKernels::v1;
   }());
-  return flag;
+  return value;
 }
 
 }  // namespace
 
-bool cuda_kernels_v2() { return v2_flag().load(std::memory_order_relaxed); }
-void set_cuda_kernels_v2(bool on) { v2_flag().store(on, std::memory_order_relaxed); }
+CudaKernels cuda_kernels() { return generation().load(std::memory_order_relaxed); }
+void set_cuda_kernels(CudaKernels value) { generation().store(value, std::memory_order_relaxed); }
 
 }  // namespace lenet_ext

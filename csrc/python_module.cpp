@@ -1,8 +1,10 @@
 // The Python module lenet_ext._C: `import lenet_ext._C` loads this shared library, whose
 // static TORCH_LIBRARY registrations define the ops (reached through torch.ops.lenet_ext).
-// Its functions: cpu_isa() says which CPU kernels this process runs ("avx2" or "base");
-// cuda_kernels_v2() and set_cuda_kernels_v2(bool) read and set flags.h's switch.
+// Its functions: cpu_isa() says which CPU kernels this process runs; cuda_kernels() and
+// set_cuda_kernels("v1"|"v2") read and set flags.h's CUDA kernel generation.
 #include <Python.h>
+
+#include <cstring>
 
 #include "flags.h"
 
@@ -16,20 +18,25 @@ namespace {
 
 PyObject* cpu_isa(PyObject*, PyObject*) { return PyUnicode_FromString(lenet_ext::cpu::cpu_isa()); }
 
-PyObject* cuda_kernels_v2(PyObject*, PyObject*) { return PyBool_FromLong(lenet_ext::cuda_kernels_v2()); }
+PyObject* cuda_kernels(PyObject*, PyObject*) {
+  return PyUnicode_FromString(lenet_ext::cuda_kernels() == lenet_ext::CudaKernels::v2 ? "v2" : "v1");
+}
 
-PyObject* set_cuda_kernels_v2(PyObject*, PyObject* arg) {
-  const int on = PyObject_IsTrue(arg);
-  if (on < 0) return nullptr;
-  lenet_ext::set_cuda_kernels_v2(on != 0);
+PyObject* set_cuda_kernels(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : nullptr;
+  if (name == nullptr || (std::strcmp(name, "v1") != 0 && std::strcmp(name, "v2") != 0)) {
+    PyErr_Clear();
+    PyErr_SetString(PyExc_ValueError, "set_cuda_kernels: generation must be 'v1' or 'v2'");
+    return nullptr;
+  }
+  lenet_ext::set_cuda_kernels(std::strcmp(name, "v2") == 0 ? lenet_ext::CudaKernels::v2 : lenet_ext::CudaKernels::v1);
   Py_RETURN_NONE;
 }
 
 PyMethodDef methods[] = {
-    {"cpu_isa", cpu_isa, METH_NOARGS,
-     "The instruction set of the CPU kernels in use: 'avx2' (AVX2 + FMA) or 'base' (the build's baseline)."},
-    {"cuda_kernels_v2", cuda_kernels_v2, METH_NOARGS, "Whether the CUDA ops run this round's kernels."},
-    {"set_cuda_kernels_v2", set_cuda_kernels_v2, METH_O, "Turn this round's CUDA kernels on or off."},
+    {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set of the CPU kernels in use."},
+    {"cuda_kernels", cuda_kernels, METH_NOARGS, "The CUDA kernel generation the ops run: 'v1' or 'v2'."},
+    {"set_cuda_kernels", set_cuda_kernels, METH_O, "Set the CUDA kernel generation: 'v1' or 'v2'."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -37,7 +44,8 @@ PyMethodDef methods[] = {
 
 extern "C" {
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods, nullptr, nullptr, nullptr, nullptr};
   return PyModule_Create(&module_def);
 }
 }

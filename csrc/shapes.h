@@ -1,10 +1,16 @@
-// Layer geometry shared by the argument checks and the kernels; free of torch headers so
-// that the CPU kernels' ISA-specific translation units (csrc/cpu/kernels_*.cpp) can use it.
+// Layer geometry shared by the argument checks and the kernels: the shapes of a convolution,
+// an average pooling and a linear layer, and the helpers that compute them from tensors. Free of
+// torch headers, so that the CPU kernels' ISA-specific translation units (csrc/cpu/kernels_*.cpp)
+// can use it: the helpers are templates over anything with dim(), size(d) and sizes() (at::Tensor).
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace lenet_ext {
+
+// Output size of a window of `kernel` sliding with `stride` over `size` (already padded), floor mode.
+inline int64_t window_out(int64_t size, int64_t kernel, int64_t stride) { return (size - kernel) / stride + 1; }
 
 struct ConvShape {
   int64_t N, C, H, W, O, KH, KW, OH, OW, stride, pad;
@@ -20,7 +26,7 @@ struct ConvShape {
   constexpr bool wide() const { return stride == 1 && !whole_input(); }
   constexpr int64_t Hp() const { return H + 2 * pad; }
   constexpr int64_t Wp() const { return W + 2 * pad; }
-  constexpr int64_t Pw() const { return (OH * Wp() + 7) / 8 * 8; }                // wide outputs per channel
+  constexpr int64_t Pw() const { return (OH * Wp() + 7) / 8 * 8; }               // wide outputs per channel
   constexpr int64_t padded_image() const { return C * Hp() * Wp() + Wp() + 8; }  // covers every read of Pw from a tap
 
   // Values per image after pool x pool average pooling of the output (stride pool, floor mode).
@@ -28,5 +34,44 @@ struct ConvShape {
   // The window covers the whole input with no padding (LeNet's c5): one output per image.
   constexpr bool whole_input() const { return pad == 0 && KH == H && KW == W; }
 };
+
+// A convolution: input (N, C, H, W), weight (O, C, KH, KW), output (N, O, OH, OW).
+template <class Tensor>
+ConvShape conv_shape(const Tensor& x, const Tensor& w, int64_t stride, int64_t pad) {
+  ConvShape s{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0, stride, pad};
+  s.OH = window_out(s.H + 2 * pad, s.KH, stride);
+  s.OW = window_out(s.W + 2 * pad, s.KW, stride);
+  return s;
+}
+
+// Rows of a (..., K) tensor seen as a matrix, and the (..., O) size of a linear layer's output.
+template <class Tensor>
+int64_t leading_rows(const Tensor& t) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return rows;
+}
+
+template <class Tensor>
+std::vector<int64_t> linear_output_size(const Tensor& input, int64_t out_features) {
+  std::vector<int64_t> size(input.sizes().begin(), input.sizes().end());
+  size.back() = out_features;
+  return size;
+}
+
+// An average pooling: input (N, C, H, W), output (N, C, OH, OW).
+struct PoolShape {
+  int64_t N, C, H, W, OH, OW;
+};
+
+template <class Sizes>
+PoolShape pool_shape(const Sizes& input_size, int64_t kernel_size, int64_t stride) {
+  return {input_size[0],
+          input_size[1],
+          input_size[2],
+          input_size[3],
+          window_out(input_size[2], kernel_size, stride),
+          window_out(input_size[3], kernel_size, stride)};
+}
 
 }  // namespace lenet_ext

@@ -1,14 +1,17 @@
 """lenet_ext: LeNet-5 on MNIST with our own C++/CUDA kernels as PyTorch custom ops.
 
-    import torch, lenet_ext
-    from lenet_ext import ops
-    model = lenet_ext.LeNet5(impl="ext")    # our kernels
-    ref = lenet_ext.LeNet5(impl="torch")    # the same network from torch.nn layers
+import torch, lenet_ext
+from lenet_ext import ops
+model = lenet_ext.LeNet5(impl="ext")    # our kernels
+ref = lenet_ext.LeNet5(impl="torch")    # the same network from torch.nn layers
 """
+
+import os
 import sys
 
 if sys.argv[:1] == ["-m"]:  # being imported by `python -m lenet_ext.<tool>`: no traceback on Ctrl-C
     from .cli import quiet_interrupts_at_startup
+
     quiet_interrupts_at_startup()
 
 import torch  # noqa: E402,F401  (first: the compiled extension links against libtorch)
@@ -23,6 +26,12 @@ except ImportError as exc:  # never fall back to torch layers silently
         "from the lenet_ext source folder (or `pip install --no-build-isolation --force-reinstall .`)."
     ) from exc
 
+CUDA_KERNELS = ("v1", "v2")
+if os.environ.get("LENET_EXT_CUDA_KERNELS", "v1") not in CUDA_KERNELS:
+    raise ImportError(
+        f"lenet_ext: LENET_EXT_CUDA_KERNELS must be v1 or v2, got {os.environ['LENET_EXT_CUDA_KERNELS']!r}"
+    )
+
 from . import ops  # noqa: E402
 from .models import LeNet5  # noqa: E402
 
@@ -35,16 +44,18 @@ def backends():
     return [name for name, key in (("cpu", "CPU"), ("cuda", "CUDA")) if has("lenet_ext::conv2d_sigmoid", key)]
 
 
-def new_cuda_kernels(enable=None):
-    """Whether the CUDA path runs this round's kernels: LeNet5's fused ops (the whole network in one
-    launch for inference, one op for training) and the second-generation per-op kernels (tiled
-    products, channel groups, chunked weight gradients). Off unless LENET_EXT_CUDA_FUSED=1, until a
-    GPU run has validated them; new_cuda_kernels(True) or (False) switches them for this process."""
-    from . import models
-    if enable is not None:
-        models.CUDA_FUSED = bool(enable)
-        _C.set_cuda_kernels_v2(bool(enable))
-    return models.CUDA_FUSED
+def cuda_kernels(generation=None):
+    """The CUDA kernel generation the ops run in this process, "v1" or "v2"; with an argument,
+    switches to it first. v1: the first-generation per-op kernels, LeNet5 layer by layer on CUDA.
+    v2: the second-generation per-op kernels (tiled products, channel groups, chunked weight
+    gradients) and LeNet5's fused ops (the whole network in one launch for inference, one op for
+    training). v1 is the default until a GPU run has validated v2; LENET_EXT_CUDA_KERNELS=v2 starts a
+    process on v2. The setting lives in the compiled library (one switch for C++ and Python)."""
+    if generation is not None:
+        if generation not in CUDA_KERNELS:
+            raise ValueError(f"cuda_kernels: generation must be one of {CUDA_KERNELS}, got {generation!r}")
+        _C.set_cuda_kernels(generation)
+    return _C.cuda_kernels()
 
 
 def cpu_isa():
@@ -54,4 +65,4 @@ def cpu_isa():
     return _C.cpu_isa()
 
 
-__all__ = ["LeNet5", "ops", "backends", "cpu_isa", "new_cuda_kernels", "__version__"]
+__all__ = ["LeNet5", "ops", "backends", "cpu_isa", "cuda_kernels", "__version__"]

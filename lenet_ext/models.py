@@ -19,9 +19,10 @@ a 5x5 input the 5x5 convolution is that linear layer; c5_as_linear converts the 
 variants run layer by layer through our ops; the fused whole-network ops serve the default model.
 
 On CUDA the fused ops (conv2d_sigmoid_pool, lenet5_forward, lenet5_train_forward) are taken only
-with LENET_EXT_CUDA_FUSED=1 until a GPU run has validated their kernels; else layer by layer.
+with the v2 kernels (lenet_ext.cuda_kernels("v2")) until a GPU run has validated them; else
+layer by layer.
 """
-import os
+
 from collections import OrderedDict
 from typing import Any, Dict
 
@@ -29,18 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ops
+from . import _C, ops
 
 IMPLS = ("ext", "torch")
 C5_KINDS = ("conv", "linear")
 LAYERS = ("c1", "s2", "c3", "s4", "c5", "f6", "logits")
-# The CUDA kernels of the fused ops have not yet passed on a GPU: opt-in until they have.
-CUDA_FUSED = os.environ.get("LENET_EXT_CUDA_FUSED", "") == "1"
 
 
 def fused_on(device: torch.device) -> bool:
     """Whether LeNet5(impl="ext") takes the fused ops on this device."""
-    return device.type == "cpu" or (device.type == "cuda" and CUDA_FUSED)
+    return device.type == "cpu" or (device.type == "cuda" and _C.cuda_kernels() == "v2")
 
 
 def _ext_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -49,7 +48,7 @@ def _ext_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
 
 def _ext_conv_pool(conv: nn.Conv2d, x: Tensor):
     """(activation, pooled): conv + sigmoid and the 2x2 average pool after it, in one op (on CUDA
-    only with LENET_EXT_CUDA_FUSED=1; else the two ops)."""
+    only with the v2 kernels; else the two ops)."""
     if not fused_on(x.device):
         activation = _ext_conv(conv, x)
         return activation, ops.avg_pool2d(activation, 2)
@@ -146,7 +145,7 @@ class LeNet5(nn.Module):
         yield "logits", linear(self.output, x, False)
 
     def _last(self, images: Tensor, until: str) -> Tensor:
-        for _, out in self._layers(images, until):
+        for _, out in self._layers(images, until):  # noqa: B007  (the last layer's output)
             pass
         return out
 
@@ -155,7 +154,7 @@ class LeNet5(nn.Module):
 
         impl="ext" runs the whole network as one op: ops.lenet5_forward without autograd
         (no_grad / inference_mode, or nothing requiring grad), else ops.lenet5_train_forward (one
-        autograd node), on the CPU (and on CUDA with LENET_EXT_CUDA_FUSED=1); elsewhere, for the
+        autograd node), on the CPU (and on CUDA with the v2 kernels); elsewhere, for the
         variants and for impl="torch", layer by layer."""
         if self.impl == "ext" and self._fusable and isinstance(images, Tensor) and fused_on(images.device):
             # (Parameters on another device make the ops raise, as the layer-by-layer path would.)

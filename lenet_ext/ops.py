@@ -16,6 +16,7 @@ in eager mode and from the fake kernels below while torch.compile traces: TypeEr
 non-int hyperparameter, ValueError for wrong shapes, values or devices.
 Double backward is not supported.
 """
+
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -26,8 +27,18 @@ _ops = torch.ops.lenet_ext
 __all__ = ["conv2d_sigmoid", "avg_pool2d", "conv2d_sigmoid_pool", "linear", "lenet5_forward", "lenet5_train_forward"]
 
 # lenet5_forward's parameters, in its schema's order.
-LENET5_PARAMS = ("c1.weight", "c1.bias", "c3.weight", "c3.bias", "c5.weight", "c5.bias", "f6.weight", "f6.bias",
-                 "output.weight", "output.bias")
+LENET5_PARAMS = (
+    "c1.weight",
+    "c1.bias",
+    "c3.weight",
+    "c3.bias",
+    "c5.weight",
+    "c5.bias",
+    "f6.weight",
+    "f6.bias",
+    "output.weight",
+    "output.bias",
+)
 
 
 def _as_int(value, name: str) -> int:
@@ -36,14 +47,16 @@ def _as_int(value, name: str) -> int:
     return value
 
 
-def conv2d_sigmoid(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: int = 1,
-                   padding: int = 0) -> Tensor:
+def conv2d_sigmoid(
+    x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: int = 1, padding: int = 0
+) -> Tensor:
     """sigmoid(conv2d(x, weight, bias)) in one pass. x (N, C, H, W), weight (O, C, kH, kW), bias (O,) or None."""
     return _ops.conv2d_sigmoid.default(x, weight, bias, _as_int(stride, "stride"), _as_int(padding, "padding"))
 
 
-def conv2d_sigmoid_pool(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, padding: int = 0,
-                        pool: int = 2) -> Tuple[Tensor, Tensor]:
+def conv2d_sigmoid_pool(
+    x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, padding: int = 0, pool: int = 2
+) -> Tuple[Tensor, Tensor]:
     """A stride-1 conv2d_sigmoid followed by pool x pool average pooling (stride pool, floor mode),
     in one pass: returns (pooled, activation), activation being the conv2d_sigmoid output.
     CPU and CUDA kernels."""
@@ -68,16 +81,19 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, sigmoid: bo
 # Fake kernels: output shapes (and the shape checks) for torch.compile and meta tensors.
 # ---------------------------------------------------------------------------------------------
 
+
 def _check_floating(t: Tensor, name: str, ref: Optional[Tensor] = None, ref_name: str = "input") -> None:
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"lenet_ext: {name} must be float32 or float64, got {t.dtype}")
     if ref is not None:
         if t.dtype != ref.dtype:
-            raise TypeError(f"lenet_ext: {name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; "
-                            "they must match")
+            raise TypeError(
+                f"lenet_ext: {name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; they must match"
+            )
         if t.device != ref.device:
-            raise ValueError(f"lenet_ext: {name} is on {t.device} but {ref_name} is on {ref.device}; "
-                             "they must be on the same device")
+            raise ValueError(
+                f"lenet_ext: {name} is on {t.device} but {ref_name} is on {ref.device}; they must be on the same device"
+            )
 
 
 def _check_dim(t: Tensor, name: str, dim: int, layout: str) -> None:
@@ -88,8 +104,10 @@ def _check_dim(t: Tensor, name: str, dim: int, layout: str) -> None:
 def _check_bias(bias: Optional[Tensor], features, ref: Tensor) -> None:
     if bias is not None:
         _check_floating(bias, "bias", ref)
-        torch._check_value(bias.dim() == 1 and bias.shape[0] == features,
-                           lambda: f"lenet_ext: bias must have shape ({features},), got {tuple(bias.shape)}")
+        torch._check_value(
+            bias.dim() == 1 and bias.shape[0] == features,
+            lambda: f"lenet_ext: bias must have shape ({features},), got {tuple(bias.shape)}",
+        )
 
 
 def _conv_out_shape(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int):
@@ -103,8 +121,10 @@ def _conv_out_shape(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: i
     torch._check_value(padding >= 0, lambda: f"lenet_ext: padding must be >= 0, got {padding}")
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
-    torch._check_value(h + 2 * padding >= kh and w + 2 * padding >= kw,
-                       lambda: "lenet_ext: kernel size is larger than the padded input")
+    torch._check_value(
+        h + 2 * padding >= kh and w + 2 * padding >= kw,
+        lambda: "lenet_ext: kernel size is larger than the padded input",
+    )
     return (n, o, (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1)
 
 
@@ -122,22 +142,25 @@ def _conv2d_sigmoid_backward_fake(grad_output, output, x, weight, stride, paddin
 def _pool_out_shape(x: Sequence, kernel_size: int, stride: int):
     n, c, h, w = x
     torch._check_value(kernel_size >= 1 and stride >= 1, lambda: "lenet_ext: kernel_size and stride must be >= 1")
-    torch._check_value(h >= kernel_size and w >= kernel_size,
-                       lambda: f"lenet_ext: kernel_size {kernel_size} is larger than the input ({h}, {w})")
+    torch._check_value(
+        h >= kernel_size and w >= kernel_size,
+        lambda: f"lenet_ext: kernel_size {kernel_size} is larger than the input ({h}, {w})",
+    )
     return (n, c, (h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1)
 
 
 @torch.library.register_fake("lenet_ext::conv2d_sigmoid_pool")
 def _conv2d_sigmoid_pool_fake(x, weight, bias, padding, pool):
     shape = _conv_out_shape(x, weight, bias, 1, padding)
-    torch._check_value(1 <= pool <= min(shape[2], shape[3]),
-                       lambda: f"lenet_ext: pool {pool} must be >= 1 and fit the convolution's output {shape[2:]}")
+    torch._check_value(
+        1 <= pool <= min(shape[2], shape[3]),
+        lambda: f"lenet_ext: pool {pool} must be >= 1 and fit the convolution's output {shape[2:]}",
+    )
     return x.new_empty((shape[0], shape[1], shape[2] // pool, shape[3] // pool)), x.new_empty(shape)
 
 
 @torch.library.register_fake("lenet_ext::conv2d_sigmoid_pool_backward")
-def _conv2d_sigmoid_pool_backward_fake(grad_pooled, grad_activation, activation, x, weight, padding, pool,
-                                       output_mask):
+def _conv2d_sigmoid_pool_backward_fake(grad_pooled, grad_activation, activation, x, weight, padding, pool, output_mask):
     _conv_out_shape(x, weight, None, 1, padding)
     return _masked_grads(x, weight, weight.shape[0], output_mask)
 
@@ -189,8 +212,10 @@ def lenet5_forward(images: Tensor, params: Sequence[Tensor]) -> Tensor:
 def _lenet5_params(params: Sequence[Tensor]) -> Tuple[Tensor, ...]:
     params = tuple(params)
     if len(params) != len(LENET5_PARAMS):
-        raise ValueError(f"lenet_ext: LeNet-5's ops take {len(LENET5_PARAMS)} parameters "
-                         f"({', '.join(LENET5_PARAMS)}), got {len(params)}")
+        raise ValueError(
+            f"lenet_ext: LeNet-5's ops take {len(LENET5_PARAMS)} parameters "
+            f"({', '.join(LENET5_PARAMS)}), got {len(params)}"
+        )
     return params
 
 
@@ -200,7 +225,7 @@ def lenet5_train_forward(images: Tensor, params: Sequence[Tensor]) -> Tuple[Tens
     layer ops one by one. One autograd node for the whole network: gradients flow through the
     logits to the images and the ten parameters (LENET5_PARAMS order); the activations are
     returned without gradient. CPU and CUDA (LeNet5(impl="ext") uses it when gradients are wanted;
-    on CUDA with LENET_EXT_CUDA_FUSED=1 until a GPU run has validated its kernels)."""
+    on CUDA with the v2 kernels, lenet_ext.cuda_kernels("v2"), until a GPU run has validated its kernels)."""
     return _ops.lenet5_train_forward.default(images, *_lenet5_params(params))
 
 
@@ -208,33 +233,56 @@ def lenet5_train_forward(images: Tensor, params: Sequence[Tensor]) -> Tuple[Tens
 def _lenet5_train_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb):
     logits = _lenet5_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb)
     n, new = images.shape[0], images.new_empty
-    return (logits, new((n, 6, 28, 28)), new((n, 6, 14, 14)), new((n, 16, 10, 10)), new((n, 16, 5, 5)),
-            new((n, 120, 1, 1)), new((n, 84)))
+    return (
+        logits,
+        new((n, 6, 28, 28)),
+        new((n, 6, 14, 14)),
+        new((n, 16, 10, 10)),
+        new((n, 16, 5, 5)),
+        new((n, 120, 1, 1)),
+        new((n, 84)),
+    )
 
 
 @torch.library.register_fake("lenet_ext::lenet5_train_backward")
-def _lenet5_train_backward_fake(grad_logits, images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw,
-                                images_grad):
+def _lenet5_train_backward_fake(grad_logits, images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw, images_grad):
     _check_floating(grad_logits, "grad_logits", images, "images")
     new = images.new_empty
-    return (new(images.shape if images_grad else (0,)), new(c1w.shape), new((6,)), new(c3w.shape), new((16,)),
-            new(c5w.shape), new((120,)), new(f6w.shape), new((84,)), new(outw.shape), new((outw.shape[0],)))
+    return (
+        new(images.shape if images_grad else (0,)),
+        new(c1w.shape),
+        new((6,)),
+        new(c3w.shape),
+        new((16,)),
+        new(c5w.shape),
+        new((120,)),
+        new(f6w.shape),
+        new((84,)),
+        new(outw.shape),
+        new((outw.shape[0],)),
+    )
 
 
 @torch.library.register_fake("lenet_ext::lenet5_forward")
 def _lenet5_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb):
     _check_floating(images, "images")
-    torch._check_value(images.dim() == 4 and tuple(images.shape[1:]) == (1, 28, 28),
-                       lambda: f"lenet_ext: images must have shape (N, 1, 28, 28), got {tuple(images.shape)}")
-    torch._check_value(outw.dim() == 2 and outw.shape[1] == 84,
-                       lambda: f"lenet_ext: output_weight must have shape (classes, 84), got {tuple(outw.shape)}")
+    torch._check_value(
+        images.dim() == 4 and tuple(images.shape[1:]) == (1, 28, 28),
+        lambda: f"lenet_ext: images must have shape (N, 1, 28, 28), got {tuple(images.shape)}",
+    )
+    torch._check_value(
+        outw.dim() == 2 and outw.shape[1] == 84,
+        lambda: f"lenet_ext: output_weight must have shape (classes, 84), got {tuple(outw.shape)}",
+    )
     return images.new_empty((images.shape[0], outw.shape[0]))
 
 
 def _masked_grads(x: Tensor, weight: Tensor, out_features, output_mask):
     """Gradient shapes of (input, weight, bias); a gradient not asked for is an empty tensor."""
+
     def grad(needed, shape):
         return x.new_empty(shape if needed else (0,))
+
     return (grad(output_mask[0], x.shape), grad(output_mask[1], weight.shape), grad(output_mask[2], (out_features,)))
 
 

@@ -13,177 +13,18 @@ Decoding is bounded: images over 25 megapixels are refused (JPEGs are reduced wh
 so a large photo is fine), and every image is reduced to at most 1024 pixels a side before the
 preparation, so memory stays well under a gigabyte whatever the file claims.
 """
+
 import argparse
-import io
 import sys
-import warnings
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from . import checkpoint, cli, data
 from .errors import UserError
+from .images import MIN_CONTRAST, ImageError, prepare, read_image
 from .models import LeNet5
-
-MAX_PIXELS = 25_000_000   # larger images are refused (a 25 MP RGBA image is 100 MB decoded)
-WORK_SIDE = 1024          # images are reduced to at most this many pixels a side before preparation
-MIN_CONTRAST = 8.0        # of 255: below this the image holds no digit (a blank or noise-only image)
-
-
-class ImageError(UserError, ValueError):
-    """An image file that cannot be read or holds no digit."""
-
-
-def _to_byte_range(img: np.ndarray, floating: bool) -> np.ndarray:
-    """Pixel values onto 0..255: floats in 0..1 (when the source is floating point) times 255; any
-    other range that leaves 0..255 stretched onto it (a constant one becomes 0: a blank image)."""
-    if img.size == 0:
-        return img
-    lo, hi = float(img.min()), float(img.max())
-    if floating and lo >= 0.0 and hi <= 1.0:
-        return img * 255.0
-    if lo < 0.0 or hi > 255.0:
-        return (img - lo) / max(hi - lo, 1e-12) * 255.0
-    return img
-
-
-def prepare(pixels: np.ndarray) -> np.ndarray:
-    """A 2-D grayscale array (any size; 0..255, or floats in 0..1) -> 28x28 uint8, white digit on
-    black, MNIST-style. ImageError if it is not a usable 2-D image or holds no digit."""
-    img = np.asarray(pixels)
-    if img.ndim != 2:
-        raise ImageError(f"expected a 2-D grayscale image, got an array of shape {img.shape}")
-    if min(img.shape) < 2:
-        raise ImageError(f"the image is {img.shape[1]} x {img.shape[0]} pixels: too small to hold a digit "
-                         "(at least 2 x 2)")
-    if img.dtype == bool:
-        img = img.astype(np.float64) * 255.0
-    img = img.astype(np.float64)
-    if not np.isfinite(img).all():
-        raise ImageError("the image holds NaN or infinite pixel values")
-    img = _to_byte_range(img, np.issubdtype(np.asarray(pixels).dtype, np.floating))
-
-    def border(a):
-        return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    if np.median(border(img)) > 127:  # dark digit on a light background: invert
-        img = 255.0 - img
-    img = np.clip(img - np.median(border(img)), 0, 255)  # background to 0
-    if img.max() < MIN_CONTRAST:
-        raise ImageError("the image is blank: no digit found")
-    rows, cols = np.flatnonzero(img.max(1) > 0.1 * img.max()), np.flatnonzero(img.max(0) > 0.1 * img.max())
-    img = img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    from PIL import Image
-    h, w = img.shape
-    scale = 20.0 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray((img / img.max() * 255).astype(np.uint8)).resize(size, Image.LANCZOS),
-                       dtype=np.float64)
-    out = np.zeros((28, 28))
-    top, left = (28 - small.shape[0]) // 2, (28 - small.shape[1]) // 2
-    out[top:top + small.shape[0], left:left + small.shape[1]] = small
-    total = out.sum()
-    if total > 0:  # shift the centre of mass to the middle, as MNIST did
-        cy = (out.sum(1) * np.arange(28)).sum() / total
-        cx = (out.sum(0) * np.arange(28)).sum() / total
-        dy, dx = int(round(13.5 - cy)), int(round(13.5 - cx))
-        dy = int(np.clip(dy, -top, 28 - top - small.shape[0]))
-        dx = int(np.clip(dx, -left, 28 - left - small.shape[1]))
-        out = np.roll(out, (dy, dx), axis=(0, 1))
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-_ALPHA_MODES = ("LA", "PA", "RGBA", "RGBa")
-_NUMERIC_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
-
-
-def _gray_and_alpha(im) -> Tuple[object, object]:
-    """(grayscale image in mode L or F, alpha in mode L or None) for an image of any PIL mode."""
-    if im.mode == "La":  # premultiplied: undo it by hand (PIL converts La to nothing else)
-        arr = np.asarray(im, dtype=np.float64)
-        alpha = arr[..., 1]
-        gray = np.where(alpha > 0, arr[..., 0] * 255.0 / np.maximum(alpha, 1), 0.0)
-        from PIL import Image
-        return Image.fromarray(gray.astype(np.float32), "F"), Image.fromarray(alpha.astype(np.uint8), "L")
-    if im.mode in _ALPHA_MODES or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        alpha = rgba.getchannel("A")
-        if alpha.getextrema()[0] < 255:
-            return rgba.convert("L"), alpha
-        return rgba.convert("L"), None
-    if im.mode in _NUMERIC_MODES:
-        return im.convert("F"), None
-    if im.mode == "LAB":
-        return im.getchannel(0), None
-    return im.convert("L"), None
-
-
-def _reduce(im):
-    factor = max(1, -(-max(im.size) // WORK_SIDE))
-    return im.reduce(factor) if factor > 1 else im
-
-
-def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """A digit on a transparent background, flattened onto white or onto black: whichever shows
-    it with more contrast (black ink on white, or white ink on black)."""
-    a = alpha / 255.0
-    on_white, on_black = a * gray + (1 - a) * 255.0, a * gray
-    return np.clip(on_white if on_white.std() >= on_black.std() else on_black, 0.0, 255.0)
-
-
-def decode(source: Union[str, bytes], name: str = "") -> np.ndarray:
-    """An image file (path or bytes) -> 2-D float64 grayscale in 0..255, at most WORK_SIDE pixels a
-    side; ImageError with a one-line reason for anything that is not a usable image."""
-    from PIL import Image
-    name = name or (source if isinstance(source, str) else "image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-                if im.format == "JPEG":
-                    im.draft("L", (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise ImageError(f"{name}: {w} x {h} pixels ({w * h / 1e6:.0f} megapixels) is more than the "
-                                     f"{MAX_PIXELS // 1_000_000} megapixels this reads; scale it down first")
-                if min(w, h) < 2:
-                    raise ImageError(f"{name}: the image is {w} x {h} pixels: too small to hold a digit "
-                                     "(at least 2 x 2)")
-                im.load()
-                gray, alpha = _gray_and_alpha(im)
-                with np.errstate(invalid="ignore"):
-                    gray = np.asarray(_reduce(gray), dtype=np.float64)
-                if not np.isfinite(gray).all():
-                    raise ImageError(f"{name}: the image holds NaN or infinite pixel values")
-                if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                    gray = gray / 257.0
-                elif im.mode in ("I", "F"):
-                    gray = _to_byte_range(gray, floating=True)
-                if alpha is not None:
-                    gray = _composite(gray, np.asarray(_reduce(alpha), dtype=np.float64))
-                return gray
-    except ImageError:
-        raise
-    except FileNotFoundError as exc:
-        raise ImageError(f"{name}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(f"{name}: is a folder, expected an image file") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: refused: more than the {MAX_PIXELS // 1_000_000} megapixels this reads, a "
-                         f"possible decompression bomb ({exc})") from exc
-    except MemoryError as exc:
-        raise ImageError(f"{name}: too large to decode") from exc
-    except Exception as exc:  # PIL raises many kinds of errors for corrupt or unknown files
-        from PIL import UnidentifiedImageError
-        if isinstance(exc, UnidentifiedImageError):
-            raise ImageError(f"{name}: cannot read as an image (not a format PIL knows, or not an image)") from None
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ImageError(f"{name}: cannot read as an image ({reason})") from exc
-
-
-def read_image(path: str) -> np.ndarray:
-    """decode() of an image file."""
-    return decode(path, path)
 
 
 def load_model(path: str, device="cpu", state: Optional[Dict[str, Any]] = None) -> Tuple[LeNet5, List[str]]:
@@ -213,8 +54,9 @@ def _report(message: str) -> None:
 
 
 def _main_impl(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lenet_ext.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lenet_ext.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("images", nargs="*", help="PNG/JPEG (or any PIL-readable) image files")
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from python -m lenet_ext.train")
     parser.add_argument("--idx", help="an IDX images file (raw or .gz), with --index")

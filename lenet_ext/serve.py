@@ -16,6 +16,7 @@ Content-Length), 413 (body over 2 MB), 415 (not image/*), 422 (an image with no 
 
 The images go through the same code as python -m lenet_ext.predict (decode, then prepare).
 """
+
 import argparse
 import http.server
 import json
@@ -29,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import torch
 
-from . import checkpoint, cli, data, predict
+from . import checkpoint, cli, data, images, predict
 from .errors import UserError
 
 MAX_BODY = 2 * 1024 * 1024
@@ -46,14 +47,19 @@ class Model:
         self.device = device
         metrics = state.get("metrics") if isinstance(state.get("metrics"), dict) else {}
         acc = metrics.get("test_acc")
-        self.info = {"checkpoint": os.path.abspath(path), "impl": state.get("impl"), "epoch": state.get("epoch"),
-                     "test_acc": acc, "classes": self.classes,
-                     "description": f"{state.get('impl')} kernels, epoch {state.get('epoch')}"
-                                    + (f", test accuracy {100 * acc:.2f}%" if isinstance(acc, float) else "")}
+        self.info = {
+            "checkpoint": os.path.abspath(path),
+            "impl": state.get("impl"),
+            "epoch": state.get("epoch"),
+            "test_acc": acc,
+            "classes": self.classes,
+            "description": f"{state.get('impl')} kernels, epoch {state.get('epoch')}"
+            + (f", test accuracy {100 * acc:.2f}%" if isinstance(acc, float) else ""),
+        }
 
     @torch.inference_mode()
     def answer(self, blob: bytes, details: bool) -> Dict[str, Any]:
-        digit = predict.prepare(predict.decode(blob, "the image"))
+        digit = images.prepare(images.decode(blob, "the image"))
         x = data.to_tensor(digit[None]).to(self.device)
         if details:
             acts = self.model.activations(x)
@@ -102,8 +108,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/api/info":
             self._json(200, self.server.model.info)
         elif path == "/api/predict":
-            self._error(405, "POST an image to /api/predict (Content-Type: image/png or image/jpeg)",
-                        {"Allow": "POST"})
+            self._error(405, "POST an image to /api/predict (Content-Type: image/png or image/jpeg)", {"Allow": "POST"})
         else:
             self._error(404, f"no such path: {path}")
 
@@ -148,7 +153,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         details = parse_qs(url.query).get("details", ["0"])[0] not in ("0", "", "false")
         try:
             answer = self.server.model.answer(body, details)
-        except predict.ImageError as exc:
+        except images.ImageError as exc:
             status = 422 if "blank" in str(exc) else 400
             return self._error(status, str(exc))
         except UserError as exc:
@@ -169,6 +174,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class Server(http.server.ThreadingHTTPServer):
     """One thread per connection; the model is shared (inference only, thread-safe)."""
+
     daemon_threads = True
     allow_reuse_address = True
 
@@ -190,8 +196,14 @@ class Server(http.server.ThreadingHTTPServer):
             sys.stderr.write(f"error: request from {client_address[0]} failed: {type(exc).__name__}: {exc}\n")
 
 
-def start(checkpoint_path: str, host: str = "127.0.0.1", port: int = 8000, device="cpu",
-          verbose: bool = False, state: Optional[Dict[str, Any]] = None) -> Server:
+def start(
+    checkpoint_path: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device="cpu",
+    verbose: bool = False,
+    state: Optional[Dict[str, Any]] = None,
+) -> Server:
     """A server bound and ready (serve_forever() runs it); UserError if it cannot bind. state: the
     checkpoint already loaded from checkpoint_path (else it is read)."""
     model = Model(checkpoint_path, device, state)
@@ -199,20 +211,26 @@ def start(checkpoint_path: str, host: str = "127.0.0.1", port: int = 8000, devic
         return Server((host, port), model, verbose)
     except OSError as exc:
         import errno
+
         if exc.errno == errno.EADDRINUSE:
-            raise UserError(f"--port {port}: address {host}:{port} is already in use (another server?); pick "
-                            "another --port") from None
+            raise UserError(
+                f"--port {port}: address {host}:{port} is already in use (another server?); pick another --port"
+            ) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise UserError(f"--port {port}: not allowed to bind it here (ports below 1024 need privileges)") from None
         raise UserError(f"--host {host} --port {port}: cannot bind ({exc.strerror or exc})") from None
 
 
 def _main_impl(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lenet_ext.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lenet_ext.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from python -m lenet_ext.train")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine "
-                        "only; 0.0.0.0 exposes it to the network)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it to the network)",
+    )
     parser.add_argument("--port", type=int, default=8000, help="port, 0 for any free one (default: 8000)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
@@ -228,6 +246,7 @@ def _main_impl(argv=None) -> int:
 
     def stop(signum, frame):  # SIGTERM (a service manager, kill) stops it as Ctrl-C does
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever(poll_interval=0.2)

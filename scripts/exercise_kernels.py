@@ -5,6 +5,7 @@ scripts/gpu_check.sh (memcheck, racecheck, synccheck). Exits non-zero if a resul
 
     python scripts/exercise_kernels.py [--device cuda]
 """
+
 import argparse
 
 import torch
@@ -22,8 +23,12 @@ def main():
     torch.manual_seed(0)
     for dtype in (torch.float32, torch.float64):
         tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=1e-10, rtol=1e-8)
-        for n, c, h, w, o, k, s, p in [(3, 2, 11, 9, 5, 3, 2, 1), (257, 6, 14, 14, 16, 5, 1, 0),
-                                       (5, 16, 5, 5, 120, 5, 1, 0), (2, 1, 28, 28, 6, 5, 1, 2)]:
+        for n, c, h, w, o, k, s, p in [
+            (3, 2, 11, 9, 5, 3, 2, 1),
+            (257, 6, 14, 14, 16, 5, 1, 0),
+            (5, 16, 5, 5, 120, 5, 1, 0),
+            (2, 1, 28, 28, 6, 5, 1, 2),
+        ]:
             x = torch.randn(n, c, h, w, device=device, dtype=dtype, requires_grad=True)
             wt = torch.randn(o, c, k, k, device=device, dtype=dtype, requires_grad=True)
             b = torch.randn(o, device=device, dtype=dtype, requires_grad=True)
@@ -41,8 +46,12 @@ def main():
                 torch.testing.assert_close(g, r, **tol)
         # The fused ops: conv2d_sigmoid_pool (odd shapes, LeNet's), and the whole network for
         # inference and training (65 images: two chunks of the backward's partial sums).
-        for n, c, h, w, o, k, p, pool in [(3, 2, 11, 9, 4, 3, 1, 2), (5, 6, 14, 14, 16, 5, 0, 2),
-                                          (2, 1, 28, 28, 6, 5, 2, 2), (2, 2, 10, 10, 3, 3, 0, 3)]:
+        for n, c, h, w, o, k, p, pool in [
+            (3, 2, 11, 9, 4, 3, 1, 2),
+            (5, 6, 14, 14, 16, 5, 0, 2),
+            (2, 1, 28, 28, 6, 5, 2, 2),
+            (2, 2, 10, 10, 3, 3, 0, 3),
+        ]:
             x = torch.randn(n, c, h, w, device=device, dtype=dtype, requires_grad=True)
             wt = torch.randn(o, c, k, k, device=device, dtype=dtype, requires_grad=True)
             b = torch.randn(o, device=device, dtype=dtype, requires_grad=True)
@@ -69,8 +78,9 @@ def main():
             for g, r in zip(ours, theirs):
                 torch.testing.assert_close(g, r, **tol)
     model = lenet_ext.LeNet5("ext").to(device)
-    F.cross_entropy(model(torch.rand(33, 1, 28, 28, device=device)),
-                    torch.randint(0, 10, (33,), device=device)).backward()
+    F.cross_entropy(
+        model(torch.rand(33, 1, 28, 28, device=device)), torch.randint(0, 10, (33,), device=device)
+    ).backward()
     if device == "cuda":
         torch.cuda.synchronize()
     print("exercised every kernel forward and backward, the fused ops' included: results match torch")

@@ -5,7 +5,7 @@
 #      CUDA graphs of a whole training step, the training loop captured against uncaptured,
 #      determinism, device errors, the profiler's launch counts);
 #   3. runs compute-sanitizer memcheck, racecheck and synccheck over scripts/exercise_kernels.py;
-#   4. times every op and LeNet-5 inference and training step (with LENET_EXT_CUDA_FUSED=1: the
+#   4. times every op and LeNet-5 inference and training step (with LENET_EXT_CUDA_KERNELS=v2: the
 #      fused ops and the second-generation layer kernels) against torch eager and
 #      torch.compile(mode="reduce-overhead") at batch 1, 64 and 1024 (CUDA events, medians), then
 #      the op rows at batch 1024 with the first-generation kernels;
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 python=${PYTHON:-python3}
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} PYTHONUNBUFFERED=1
 # The system compiler: the GPU image sets CXX=/opt/gcc/bin/g++, which links libstdc++ statically
 # (setup.py refuses such a build; see BuildExt there). LENET_EXT_CXX/CC choose another.
 export CXX=${LENET_EXT_CXX:-g++} CC=${LENET_EXT_CC:-gcc}
@@ -79,12 +79,12 @@ fi
 
 step "timings"
 { echo; echo "## timings (CUDA events, medians; LeNet5 on the fused ops)"; echo; } >> "$report"
-LENET_EXT_CUDA_FUSED=1 timeout 150 $python -m benchmarks.report --device cuda --batches 1,64,1024 --rounds 10 \
+LENET_EXT_CUDA_KERNELS=v2 timeout 150 $python -m benchmarks.report --device cuda --batches 1,64,1024 --rounds 10 \
   --min-round-ms 10 --out "$out" > "$out/bench.log" 2>&1 || status=1
 cat "$out"/cuda-*.md >> "$report" 2>/dev/null || tail -n 20 "$out/bench.log" >> "$report"
 # The per-op rows again with the first-generation kernels (the default until this run validates
 # the second), so the report shows what the second generation moved.
-{ echo; echo "## per-op timings, first-generation kernels (LENET_EXT_CUDA_FUSED unset)"; echo; } >> "$report"
+{ echo; echo "## per-op timings, first-generation kernels (LENET_EXT_CUDA_KERNELS unset)"; echo; } >> "$report"
 mkdir -p "$out/v1"
 timeout 60 $python -m benchmarks.report --device cuda --batches 1024 --rounds 10 --min-round-ms 10 --no-compile \
   --only conv2d avg_pool linear --out "$out/v1" > "$out/bench-v1.log" 2>&1 || status=1
@@ -95,7 +95,7 @@ step "time to 99%"
 mnist=${MNIST_DIR:-}
 for d in shared/data/mnist gpu-data/mnist; do [ -z "$mnist" ] && [ -d "$d" ] && mnist=$d; done
 if [ -n "$mnist" ]; then
-  LENET_EXT_CUDA_FUSED=1 timeout 120 $python -m benchmarks.time_to_accuracy --data-dir "$mnist" --device cuda \
+  LENET_EXT_CUDA_KERNELS=v2 timeout 120 $python -m benchmarks.time_to_accuracy --data-dir "$mnist" --device cuda \
     --seeds 1,2 > "$out/time-to-99.log" 2>&1 || status=1
   cat "$out/time-to-99.log" >> "$report"
 else

@@ -18,8 +18,10 @@ torch.backends.cuda.matmul.allow_tf32 = False
 
 def pytest_report_header(config):
     import lenet_ext
-    return [f"lenet_ext backends: {lenet_ext.backends()}, torch {torch.__version__}, "
-            f"random seed LENET_EXT_TEST_SEED={SEED}"]
+
+    return [
+        f"lenet_ext backends: {lenet_ext.backends()}, torch {torch.__version__}, random seed LENET_EXT_TEST_SEED={SEED}"
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -28,13 +30,15 @@ def _seed(request):
     yield
 
 
-def devices():
-    """CPU always; CUDA where a GPU and our CUDA kernels exist (else the case is skipped)."""
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    """The devices fixture: a test taking `device` runs once per device, on the CPU always and on
+    CUDA where a GPU and our CUDA kernels exist (else that case is skipped, and says why)."""
     import lenet_ext
-    marks = []
-    if not torch.cuda.is_available() or "cuda" not in lenet_ext.backends():
-        marks = [pytest.mark.skip(reason="needs a CUDA GPU and lenet_ext built with CUDA")]
-    return ["cpu", pytest.param("cuda", marks=marks)]
+
+    if request.param == "cuda" and (not torch.cuda.is_available() or "cuda" not in lenet_ext.backends()):
+        pytest.skip("needs a CUDA GPU and lenet_ext built with CUDA")
+    return request.param
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +58,13 @@ def offline_env(tmp_path_factory):
 
 @pytest.fixture
 def interrupt_at_epoch():
-    """`with interrupt_at_epoch(k): ...`: inside the block, train.Run.train_epoch raises
+    """`with interrupt_at_epoch(k): ...`: inside the block, loop.Run.train_epoch raises
     KeyboardInterrupt (what Ctrl-C raises) at its k-th call; the real method is back after it."""
-    from lenet_ext import train
+    from lenet_ext import loop
 
     @contextlib.contextmanager
     def interrupt(k):
-        real = train.Run.train_epoch
+        real = loop.Run.train_epoch
         calls = {"n": 0}
 
         def epoch(self):
@@ -68,9 +72,11 @@ def interrupt_at_epoch():
             if calls["n"] == k:
                 raise KeyboardInterrupt
             return real(self)
+
         with pytest.MonkeyPatch.context() as m:
-            m.setattr(train.Run, "train_epoch", epoch)
+            m.setattr(loop.Run, "train_epoch", epoch)
             yield
+
     return interrupt
 
 
@@ -78,8 +84,23 @@ def interrupt_at_epoch():
 def trained_run(tmp_path_factory, offline_env):
     """A short real training run (3 epochs on the embedded 5,000 digits) with its study."""
     from lenet_ext import train
+
     run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    code = train.main(["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--out", run_dir,
-                       "--tsne-samples", "300", "--seed", "3"])
+    code = train.main(
+        [
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.01",
+            "--out",
+            run_dir,
+            "--tsne-samples",
+            "300",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     return run_dir

@@ -2,6 +2,7 @@
 run on CUDA too (parametrized over the device); these cover what only a GPU has: agreement
 with our CPU kernels, CUDA graphs, non-default streams, determinism, device mismatches and
 that no cuDNN/cuBLAS kernel runs. Every test here skips cleanly without a GPU."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,8 @@ from lenet_ext import ops
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or "cuda" not in lenet_ext.backends(),
-    reason="needs a CUDA GPU and lenet_ext built with CUDA")
+    reason="needs a CUDA GPU and lenet_ext built with CUDA",
+)
 
 ATOL, RTOL = 1e-5, 1e-4
 
@@ -23,8 +25,10 @@ def close(a, b):
 
 def lenet_layers(batch, device, requires_grad=True):
     """Random inputs at each of LeNet-5's layer shapes."""
+
     def t(*shape):
         return torch.randn(*shape, device=device, requires_grad=requires_grad)
+
     return {
         "c1": (t(batch, 1, 28, 28), t(6, 1, 5, 5), t(6), 1, 2),
         "c3": (t(batch, 6, 14, 14), t(16, 6, 5, 5), t(16), 1, 0),
@@ -34,7 +38,7 @@ def lenet_layers(batch, device, requires_grad=True):
 
 @pytest.mark.parametrize("batch", [1, 3, 255, 257, 1000])
 def test_cuda_matches_our_cpu_kernels(batch, generation):
-    for name, (x, w, b, s, p) in lenet_layers(batch, "cpu").items():
+    for x, w, b, s, p in lenet_layers(batch, "cpu").values():
         xc, wc, bc = (t.detach().cuda().requires_grad_() for t in (x, w, b))
         y, yc = ops.conv2d_sigmoid(x, w, b, s, p), ops.conv2d_sigmoid(xc, wc, bc, s, p)
         close(yc.cpu(), y)
@@ -58,6 +62,7 @@ def test_per_op_kernels_gradcheck_float64(shape, generation):
     """float64 gradcheck of the layer ops on both kernel generations: strides, padding, channel
     counts that are not multiples of the channel group, a whole-input window (c5's case)."""
     from torch.autograd import gradcheck
+
     n, c, h, w_, o, k, pad, stride = shape
     d = dict(device="cuda", dtype=torch.float64, requires_grad=True)
     x, w, b = torch.randn(n, c, h, w_, **d), torch.randn(o, c, k, k, **d), torch.randn(o, **d)
@@ -142,13 +147,18 @@ def test_compile_reduce_overhead_training_matches_eager():
         close(a, p.grad)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: ops.conv2d_sigmoid(torch.randn(2, 1, 8, 8, device="cuda"), torch.randn(3, 1, 3, 3)),
-    lambda: ops.conv2d_sigmoid(torch.randn(2, 1, 8, 8, device="cuda"), torch.randn(3, 1, 3, 3, device="cuda"),
-                               torch.randn(3)),
-    lambda: ops.linear(torch.randn(2, 5, device="cuda"), torch.randn(3, 5)),
-    lambda: ops.linear(torch.randn(2, 5), torch.randn(3, 5, device="cuda")),
-], ids=["conv weight on cpu", "conv bias on cpu", "linear weight on cpu", "linear input on cpu"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ops.conv2d_sigmoid(torch.randn(2, 1, 8, 8, device="cuda"), torch.randn(3, 1, 3, 3)),
+        lambda: ops.conv2d_sigmoid(
+            torch.randn(2, 1, 8, 8, device="cuda"), torch.randn(3, 1, 3, 3, device="cuda"), torch.randn(3)
+        ),
+        lambda: ops.linear(torch.randn(2, 5, device="cuda"), torch.randn(3, 5)),
+        lambda: ops.linear(torch.randn(2, 5), torch.randn(3, 5, device="cuda")),
+    ],
+    ids=["conv weight on cpu", "conv bias on cpu", "linear weight on cpu", "linear input on cpu"],
+)
 def test_device_mismatch_is_a_clear_error(call):
     with pytest.raises(ValueError, match="same device"):
         call()
@@ -165,14 +175,21 @@ def _kernels_of_a_step():
     asserting that none is a cuDNN or cuBLAS kernel or a torch layer op."""
     model = lenet_ext.LeNet5("ext").cuda()
     x = torch.rand(64, 1, 28, 28, device="cuda")
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    ) as prof:
         model.zero_grad()
         model(x).sum().backward()
         torch.cuda.synchronize()
     names = [e.key for e in prof.key_averages()]
-    forbidden = [n for n in names if any(s in n.lower() for s in ("cudnn", "cublas", "gemm", "aten::conv",
-                                                                  "aten::mm", "aten::addmm", "aten::avg_pool"))]
+    forbidden = [
+        n
+        for n in names
+        if any(
+            s in n.lower()
+            for s in ("cudnn", "cublas", "gemm", "aten::conv", "aten::mm", "aten::addmm", "aten::avg_pool")
+        )
+    ]
     assert not forbidden, forbidden
     return names
 
@@ -198,26 +215,27 @@ def close_for(dtype):
             torch.testing.assert_close(a, b, **F64)
         else:
             close(a, b)
+
     return check
 
 
 @pytest.fixture
 def fused():
-    """This round's CUDA kernels (as with LENET_EXT_CUDA_FUSED=1): the fused ops in the model, the
+    """The v2 CUDA kernels (as with LENET_EXT_CUDA_KERNELS=v2): the fused ops in the model, the
     second-generation per-op kernels."""
-    before = lenet_ext.new_cuda_kernels()
-    lenet_ext.new_cuda_kernels(True)
+    before = lenet_ext.cuda_kernels()
+    lenet_ext.cuda_kernels("v2")
     yield
-    lenet_ext.new_cuda_kernels(before)
+    lenet_ext.cuda_kernels(before)
 
 
-@pytest.fixture(params=[False, True], ids=["v1", "v2"])
+@pytest.fixture(params=["v1", "v2"])
 def generation(request):
     """Each generation of the per-op kernels in turn."""
-    before = lenet_ext.new_cuda_kernels()
-    lenet_ext.new_cuda_kernels(request.param)
+    before = lenet_ext.cuda_kernels()
+    lenet_ext.cuda_kernels(request.param)
     yield request.param
-    lenet_ext.new_cuda_kernels(before)
+    lenet_ext.cuda_kernels(before)
 
 
 def lenet_params(dtype, device="cuda", seed=0):
@@ -261,8 +279,11 @@ def _ordered(model):
     return [model.get_parameter(name) for name in ops.LENET5_PARAMS]
 
 
-@pytest.mark.parametrize("shape", [(3, 1, 28, 28, 6, 5, 2, 2), (257, 6, 14, 14, 16, 5, 0, 2), (2, 3, 11, 9, 4, 3, 1, 2),
-                                   (2, 2, 10, 10, 3, 3, 0, 3)], ids=str)
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 1, 28, 28, 6, 5, 2, 2), (257, 6, 14, 14, 16, 5, 0, 2), (2, 3, 11, 9, 4, 3, 1, 2), (2, 2, 10, 10, 3, 3, 0, 3)],
+    ids=str,
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_conv2d_sigmoid_pool_cuda(shape, dtype):
     check = close_for(dtype)
@@ -289,6 +310,7 @@ def test_conv2d_sigmoid_pool_cuda(shape, dtype):
 
 def test_fused_ops_gradcheck_float64():
     from torch.autograd import gradcheck
+
     d = dict(device="cuda", dtype=torch.float64, requires_grad=True)
     x, w, b = torch.randn(2, 2, 7, 7, **d), torch.randn(3, 2, 3, 3, **d), torch.randn(3, **d)
     assert gradcheck(lambda *t: ops.conv2d_sigmoid_pool(*t, 1, 2), (x, w, b))
@@ -307,8 +329,10 @@ def test_fused_ops_opcheck():
     torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_forward.default, (x, *leaves))
     logits, c1, s2, c3, s4, c5, f6 = ops.lenet5_train_forward(x, detached)
     c1w, _, c3w, _, c5w, _, f6w, _, ow, _ = detached
-    torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_backward.default,
-                          (torch.randn_like(logits), x, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, ow, True))
+    torch.library.opcheck(
+        torch.ops.lenet_ext.lenet5_train_backward.default,
+        (torch.randn_like(logits), x, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, ow, True),
+    )
     xc = torch.randn(3, 2, 9, 9, device="cuda", requires_grad=True)
     wc = torch.randn(4, 2, 3, 3, device="cuda", requires_grad=True)
     torch.library.opcheck(torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (xc, wc, None, 1, 2))
@@ -367,8 +391,7 @@ def test_whole_training_step_in_a_cuda_graph_matches_eager(generation):
     """A training step (forward, loss, backward, Adam) captured with torch.cuda.graph and replayed
     gives bitwise the weights of the same steps run eagerly: the fused ops (v2) and the layer ops (v1)."""
     torch.manual_seed(0)
-    batches = [(torch.rand(64, 1, 28, 28, device="cuda"), torch.randint(0, 10, (64,), device="cuda"))
-               for _ in range(6)]
+    batches = [(torch.rand(64, 1, 28, 28, device="cuda"), torch.randint(0, 10, (64,), device="cuda")) for _ in range(6)]
     eager = lenet_ext.LeNet5("ext").cuda()
     graphed = lenet_ext.LeNet5("ext").cuda()
     graphed.load_state_dict(eager.state_dict())
@@ -378,6 +401,7 @@ def test_whole_training_step_in_a_cuda_graph_matches_eager(generation):
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()
+
     # Warm up both the same way (two eager steps on a side stream), then capture one of them.
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -404,13 +428,30 @@ def test_whole_training_step_in_a_cuda_graph_matches_eager(generation):
 
 def test_training_loop_cuda_graph_matches_eager(tmp_path, offline_env, fused):
     """python -m lenet_ext.train's loop with --cuda-graph on and off: the same weights after two epochs."""
-    from lenet_ext import checkpoint, train
+    from lenet_ext import checkpoint, runs, train
+
     for mode in ("on", "off"):
-        assert train.main(["--device", "cuda", "--cuda-graph", mode, "--epochs", "2", "--no-plots", "--seed", "3",
-                           "--out", str(tmp_path / mode)]) == 0
+        assert (
+            train.main(
+                [
+                    "--device",
+                    "cuda",
+                    "--cuda-graph",
+                    mode,
+                    "--epochs",
+                    "2",
+                    "--no-plots",
+                    "--seed",
+                    "3",
+                    "--out",
+                    str(tmp_path / mode),
+                ]
+            )
+            == 0
+        )
     on = checkpoint.load(str(tmp_path / "on" / "last.pt"))
     off = checkpoint.load(str(tmp_path / "off" / "last.pt"))
-    assert checkpoint.read_summary(str(tmp_path / "on"))["cuda_graph"] is True
+    assert runs.read_summary(str(tmp_path / "on"))["cuda_graph"] is True
     for k in on["model"]:
         assert torch.equal(on["model"][k], off["model"][k]), k
     assert [r["train_loss"] for r in on["history"]] == [r["train_loss"] for r in off["history"]]
@@ -419,7 +460,8 @@ def test_training_loop_cuda_graph_matches_eager(tmp_path, offline_env, fused):
 def test_only_our_kernels_run_with_the_second_generation(fused, monkeypatch):
     """The layer-by-layer path on the second-generation kernels launches no cuDNN or cuBLAS kernel either."""
     from lenet_ext import models
-    monkeypatch.setattr(models, "CUDA_FUSED", False)  # the layer ops, on the v2 kernels
+
+    monkeypatch.setattr(models, "fused_on", lambda device: device.type == "cpu")  # the layer ops, on v2
     names = _kernels_of_a_step()
     assert any("conv2d_sigmoid_forward_kernel2" in n for n in names), names
     assert any("tiled_product_kernel" in n for n in names), names

@@ -4,6 +4,7 @@ backward) and the second-generation per-op kernels (conv2d_sigmoid, and the tile
 linear and c5), with the first generation beside them. Their indexing and arithmetic are checked on
 every machine, GPU or not (test_cuda.py runs the same kernels on a device). float64 to near
 machine precision, float32 within the usual tolerance."""
+
 import os
 
 import pytest
@@ -18,13 +19,22 @@ F32 = dict(atol=1e-5, rtol=1e-4)
 F64 = dict(atol=1e-12, rtol=1e-10)
 
 
+pytestmark = pytest.mark.slow  # compiles the emulator (about a minute), then runs blocks of fibers
+
+
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
     from torch.utils.cpp_extension import load
+
     build = os.environ.get("LENET_EXT_EMULATION_BUILD") or str(tmp_path_factory.mktemp("emulation-build"))
     os.makedirs(build, exist_ok=True)
-    return load(name="lenet_ext_cuda_emulation", sources=[os.path.join(HERE, "..", "cpp_tests", "cuda_emulation.cpp")],
-                extra_cflags=["-O2", "-std=c++20"], build_directory=build, verbose=False)
+    return load(
+        name="lenet_ext_cuda_emulation",
+        sources=[os.path.join(HERE, "..", "cpp_tests", "cuda_emulation.cpp")],
+        extra_cflags=["-O2", "-std=c++20"],
+        build_directory=build,
+        verbose=False,
+    )
 
 
 def tol(dtype):
@@ -38,12 +48,12 @@ def close(actual, expected, dtype):
 
 
 CONV_POOL = [  # (N, C, H, W, O, K, padding, pool)
-    (3, 1, 28, 28, 6, 5, 2, 2),   # LeNet's c1/s2
+    (3, 1, 28, 28, 6, 5, 2, 2),  # LeNet's c1/s2
     (3, 6, 14, 14, 16, 5, 0, 2),  # c3/s4
-    (2, 3, 11, 9, 4, 3, 1, 2),    # odd: the pooling drops a row and a column
-    (2, 2, 10, 10, 3, 3, 0, 3),   # pool 3, remainder 2
-    (1, 2, 7, 6, 2, 2, 0, 1),     # pool 1
-    (0, 2, 8, 8, 3, 3, 0, 2),     # empty batch
+    (2, 3, 11, 9, 4, 3, 1, 2),  # odd: the pooling drops a row and a column
+    (2, 2, 10, 10, 3, 3, 0, 3),  # pool 3, remainder 2
+    (1, 2, 7, 6, 2, 2, 0, 1),  # pool 1
+    (0, 2, 8, 8, 3, 3, 0, 2),  # empty batch
 ]
 
 
@@ -64,8 +74,12 @@ def test_conv2d_sigmoid_pool_kernels(emu, shape, dtype, bias):
         gp = torch.randn_like(pooled)
         ga = torch.randn_like(act) if with_act_grad else None
         inputs = (x, wt) + ((b,) if bias else ())
-        grads = torch.autograd.grad([pooled] + ([act] if with_act_grad else []), inputs,
-                                    [gp] + ([ga] if with_act_grad else []), retain_graph=True)
+        grads = torch.autograd.grad(
+            [pooled] + ([act] if with_act_grad else []),
+            inputs,
+            [gp] + ([ga] if with_act_grad else []),
+            retain_graph=True,
+        )
         for v2 in (False, True):
             got = emu.conv_pool_backward(gp, ga, e_act, x.detach(), wt.detach(), pad, pool, [True, True, bias], v2)
             for g, r in zip(got, grads):
@@ -108,10 +122,19 @@ def test_lenet5_forward_kernel_other_class_counts(emu):
 
 
 # 65 and 130 images: two and three chunks of the convolutions' partial sums.
-@pytest.mark.parametrize("n,dtype,images_grad", [
-    (1, torch.float32, True), (3, torch.float32, False), (65, torch.float32, True),
-    (1, torch.float64, False), (3, torch.float64, True), (65, torch.float64, False), (130, torch.float64, True),
-], ids=str)
+@pytest.mark.parametrize(
+    "n,dtype,images_grad",
+    [
+        (1, torch.float32, True),
+        (3, torch.float32, False),
+        (65, torch.float32, True),
+        (1, torch.float64, False),
+        (3, torch.float64, True),
+        (65, torch.float64, False),
+        (130, torch.float64, True),
+    ],
+    ids=str,
+)
 def test_lenet5_train_backward_kernels(emu, n, dtype, images_grad):
     model, params = lenet(dtype, seed=n)
     x = torch.rand(n, 1, 28, 28, dtype=dtype, requires_grad=images_grad)
@@ -129,9 +152,10 @@ def test_lenet5_train_backward_kernels(emu, n, dtype, images_grad):
         assert a.shape == b.shape, name
         close(a, b, dtype)
     # and our CPU backward op agrees
-    cpu = torch.ops.lenet_ext.lenet5_train_backward(g, x.detach(), c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw,
-                                                    images_grad)
-    for a, b in zip(got, cpu[0 if images_grad else 1:]):
+    cpu = torch.ops.lenet_ext.lenet5_train_backward(
+        g, x.detach(), c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw, images_grad
+    )
+    for a, b in zip(got, cpu[0 if images_grad else 1 :]):
         close(a, b, dtype)
 
 
@@ -146,10 +170,10 @@ def test_lenet5_train_backward_empty_batch(emu):
 
 
 CONV = [  # (N, C, H, W, O, K, stride, padding)
-    (3, 1, 28, 28, 6, 5, 1, 2),   # c1
+    (3, 1, 28, 28, 6, 5, 1, 2),  # c1
     (3, 6, 14, 14, 16, 5, 1, 0),  # c3
     (5, 16, 5, 5, 120, 5, 1, 0),  # c5: the whole input, a dense layer in v2
-    (2, 3, 11, 9, 5, 3, 2, 1),    # strided, padded, odd; 5 channels: a partial group of 4
+    (2, 3, 11, 9, 5, 3, 2, 1),  # strided, padded, odd; 5 channels: a partial group of 4
     (40, 2, 12, 12, 3, 3, 1, 1),  # enough images for several chunks of v2's weight gradient
 ]
 
@@ -164,8 +188,11 @@ def test_conv2d_sigmoid_kernels(emu, shape, v2, dtype):
     b = torch.randn(o, dtype=dtype, requires_grad=True)
     pre = F.conv2d(x, wt, b, stride, pad)
     close(emu.conv_forward(x.detach(), wt.detach(), b.detach(), stride, pad, v2), torch.sigmoid(pre).detach(), dtype)
-    close(emu.conv_forward(x.detach(), wt.detach(), None, stride, pad, v2),
-          torch.sigmoid(F.conv2d(x, wt, None, stride, pad)).detach(), dtype)
+    close(
+        emu.conv_forward(x.detach(), wt.detach(), None, stride, pad, v2),
+        torch.sigmoid(F.conv2d(x, wt, None, stride, pad)).detach(),
+        dtype,
+    )
     g = torch.randn_like(pre)
     expected = torch.autograd.grad(pre, (x, wt, b), g)
     got = emu.conv_backward_from_g(g, x.detach(), wt.detach(), stride, pad, [True, True, True], v2)

@@ -1,5 +1,6 @@
 """MNIST loading: IDX validation, the split, and the download path against a real HTTP server
 on 127.0.0.1 serving small IDX files generated here."""
+
 import gzip
 import hashlib
 import http.server
@@ -21,8 +22,12 @@ def idx_bytes(array: np.ndarray, kind: str) -> bytes:
 
 def fake_mnist(n_train=300, n_test=100, seed=0):
     rng = np.random.default_rng(seed)
-    return {"train_images": rng.integers(0, 256, (n_train, 28, 28)), "train_labels": np.arange(n_train) % 10,
-            "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": rng.integers(0, 10, n_test)}
+    return {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)),
+        "train_labels": np.arange(n_train) % 10,
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)),
+        "test_labels": rng.integers(0, 10, n_test),
+    }
 
 
 def write_folder(folder, arrays, gz=True, override=None):
@@ -61,8 +66,11 @@ BAD = {
     "bad magic": ("train_images", lambda b: (0x0801).to_bytes(4, "big") + b[4:], "magic number"),
     "truncated": ("train_images", lambda b: b[:-100], "truncated or corrupt"),
     "too long": ("test_labels", lambda b: b + b"\x00", "expected"),
-    "32x32 images": ("test_images", lambda b: b[:8] + (32).to_bytes(4, "big") + (32).to_bytes(4, "big") + b[16:],
-                     "expected 28 x 28"),
+    "32x32 images": (
+        "test_images",
+        lambda b: b[:8] + (32).to_bytes(4, "big") + (32).to_bytes(4, "big") + b[16:],
+        "expected 28 x 28",
+    ),
     "label out of range": ("train_labels", lambda b: b[:-1] + b"\x0c", "out of range"),
     "header only": ("test_labels", lambda b: b[:5], "too short"),
 }
@@ -200,6 +208,7 @@ def test_download_failure_leaves_nothing_and_falls_back(served, monkeypatch, tmp
 
 def test_offline_fails_fast_to_embedded(offline_env):
     import time
+
     start = time.perf_counter()
     ds = data.load(log=lambda message: None)
     assert ds.source == "embedded" and time.perf_counter() - start < 30

@@ -3,6 +3,7 @@
 Tolerance: a 2-process run and a 1-process run with the same global batch and seed differ only
 in the order of floating-point additions (each rank sums its half of the batch, DDP adds the
 halves), so after two epochs their weights agree to 1e-5 (observed: a few 1e-7)."""
+
 import os
 import shutil
 import signal
@@ -12,19 +13,32 @@ import time
 
 import pytest
 
-from lenet_ext import checkpoint
+from lenet_ext import checkpoint, runs
 
 WEIGHT_TOL = 1e-5
 TRAIN = ["--batch-size", "64", "--lr", "0.01", "--no-plots", "--seed", "11"]
 
-pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None and
-                                not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
-                                reason="torchrun not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("torchrun") is None
+        and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
+        reason="torchrun not installed",
+    ),
+]
 
 
 def torchrun(*args):
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-            "lenet_ext.train", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "lenet_ext.train",
+        *args,
+    ]
 
 
 def single(*args):
@@ -59,6 +73,7 @@ def test_two_processes_match_one(tmp_path, env):
         assert abs(a["valid_loss"] - b["valid_loss"]) < 1e-4 and abs(a["test_acc"] - b["test_acc"]) < 2e-3
     # A distributed checkpoint is a plain one: it loads into a single-process model.
     from lenet_ext import LeNet5
+
     LeNet5().load_state_dict(two["model"])
 
 
@@ -82,8 +97,13 @@ def _workers(parent_pid):
 
 def test_killed_rank_ends_the_run_and_resume_finishes_it(tmp_path, env):
     out = tmp_path / "killed"
-    proc = subprocess.Popen(torchrun("--epochs", "4", "--out", str(out), *TRAIN), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        torchrun("--epochs", "4", "--out", str(out), *TRAIN),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not (out / "metrics.jsonl").exists():
@@ -110,5 +130,5 @@ def test_killed_rank_ends_the_run_and_resume_finishes_it(tmp_path, env):
     straight = checkpoint.load(str(tmp_path / "straight" / "last.pt"))
     for folder in (out, tmp_path / "copy"):
         resumed = checkpoint.load(str(folder / "last.pt"))
-        assert resumed["epoch"] == 4 and [r["epoch"] for r in checkpoint.read_metrics(str(folder))] == [1, 2, 3, 4]
+        assert resumed["epoch"] == 4 and [r["epoch"] for r in runs.read_metrics(str(folder))] == [1, 2, 3, 4]
         assert max_diff(resumed["model"], straight["model"]) < WEIGHT_TOL

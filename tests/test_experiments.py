@@ -1,14 +1,23 @@
 """python -m lenet_ext.experiments in its tiny mode: each experiment on the embedded digits, one
 epoch, one seed, with its results files checked (CI runs exactly this)."""
+
 import csv
 
 import pytest
 
 from lenet_ext import experiments
 
+pytestmark = pytest.mark.slow  # runs every experiment
+
 PNG = b"\x89PNG\r\n\x1a\n"
-PLOTS = {"seeds": ["errors_per_digit.png"], "no-bias": ["curves.png", "logit_spread.png"], "flatten": ["curves.png"],
-         "valid-size": ["valid_size.png"], "tsne": ["tsne_grid.png"], "memory": []}
+PLOTS = {
+    "seeds": ["errors_per_digit.png"],
+    "no-bias": ["curves.png", "logit_spread.png"],
+    "flatten": ["curves.png"],
+    "valid-size": ["valid_size.png"],
+    "tsne": ["tsne_grid.png"],
+    "memory": [],
+}
 
 
 @pytest.mark.parametrize("name", experiments.EXPERIMENTS)

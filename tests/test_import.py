@@ -1,5 +1,6 @@
 """Without its compiled kernels the package must fail to import, loudly, with the rebuild
 command, rather than fall back to torch layers."""
+
 import subprocess
 import sys
 import textwrap
@@ -33,7 +34,14 @@ def test_extension_is_loaded_and_registers_every_op():
     import torch
 
     import lenet_ext
+
     assert "cpu" in lenet_ext.backends()
-    for op in ("conv2d_sigmoid", "conv2d_sigmoid_backward", "avg_pool2d", "avg_pool2d_backward", "linear",
-               "linear_backward"):
+    for op in (
+        "conv2d_sigmoid",
+        "conv2d_sigmoid_backward",
+        "avg_pool2d",
+        "avg_pool2d_backward",
+        "linear",
+        "linear_backward",
+    ):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"lenet_ext::{op}", "CPU"), op

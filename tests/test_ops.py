@@ -7,6 +7,7 @@ sums over the whole batch and reach tens), plus 1e-4 relative per element.
 float64: torch.autograd.gradcheck (finite differences) with its defaults, and
 torch.library.opcheck for every op, with and without requires_grad.
 """
+
 import os
 import subprocess
 import sys
@@ -18,10 +19,7 @@ import torch.nn.functional as F
 import lenet_ext  # noqa: F401  (registers the ops)
 from lenet_ext import ops
 
-from conftest import devices
-
 ATOL, RTOL = 1e-5, 1e-4
-DEVICES = devices()
 
 
 def close(actual, expected, dtype=torch.float32):
@@ -64,79 +62,96 @@ def leaf(*shape, dtype=torch.float32, device="cpu", requires_grad=True):
 # ----------------------------------------------------------------------------- conv2d_sigmoid
 
 CONV_CASES = [  # (N, C, H, W, O, kH, kW, stride, padding)
-    (1, 1, 28, 28, 6, 5, 5, 1, 2),     # LeNet c1
-    (64, 6, 14, 14, 16, 5, 5, 1, 0),   # LeNet c3
-    (33, 16, 5, 5, 120, 5, 5, 1, 0),   # LeNet c5 (window covers the whole input)
-    (7, 3, 11, 9, 4, 3, 5, 2, 1),      # odd sizes, rectangular kernel, stride and padding
+    (1, 1, 28, 28, 6, 5, 5, 1, 2),  # LeNet c1
+    (64, 6, 14, 14, 16, 5, 5, 1, 0),  # LeNet c3
+    (33, 16, 5, 5, 120, 5, 5, 1, 0),  # LeNet c5 (window covers the whole input)
+    (7, 3, 11, 9, 4, 3, 5, 2, 1),  # odd sizes, rectangular kernel, stride and padding
     (5, 2, 13, 13, 3, 3, 3, 3, 2),
-    (2, 4, 6, 7, 5, 7, 7, 1, 3),       # kernel larger than the unpadded input
-    (3, 5, 9, 9, 2, 1, 1, 2, 0),       # 1x1 kernel
-    (17, 8, 8, 8, 9, 4, 4, 4, 0),      # stride == kernel
+    (2, 4, 6, 7, 5, 7, 7, 1, 3),  # kernel larger than the unpadded input
+    (3, 5, 9, 9, 2, 1, 1, 2, 0),  # 1x1 kernel
+    (17, 8, 8, 8, 9, 4, 4, 4, 0),  # stride == kernel
 ]
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_sigmoid_matches_torch(case, bias, device):
     n, c, h, w, o, kh, kw, stride, padding = case
     x, weight = leaf(n, c, h, w, device=device), leaf(o, c, kh, kw, device=device)
     b = leaf(o, device=device) if bias else None
-    check_parity(lambda x, w_, b_: ops.conv2d_sigmoid(x, w_, b_, stride, padding),
-                 lambda x, w_, b_: torch.sigmoid(F.conv2d(x, w_, b_, stride, padding)),
-                 (x, weight, b), torch.float32)
+    check_parity(
+        lambda x, w_, b_: ops.conv2d_sigmoid(x, w_, b_, stride, padding),
+        lambda x, w_, b_: torch.sigmoid(F.conv2d(x, w_, b_, stride, padding)),
+        (x, weight, b),
+        torch.float32,
+    )
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [1, 2, 5, 31, 64])
 def test_conv2d_sigmoid_batches_and_noncontiguous(batch, device):
     x = noncontiguous(torch.randn(batch, 3, 10, 10, device=device)).requires_grad_()
     weight = noncontiguous(torch.randn(4, 3, 3, 3, device=device)).requires_grad_()
     b = noncontiguous(torch.randn(4, device=device)).requires_grad_()
-    check_parity(lambda *a: ops.conv2d_sigmoid(*a, 1, 1), lambda *a: torch.sigmoid(F.conv2d(*a, 1, 1)),
-                 (x, weight, b), torch.float32)
+    check_parity(
+        lambda *a: ops.conv2d_sigmoid(*a, 1, 1),
+        lambda *a: torch.sigmoid(F.conv2d(*a, 1, 1)),
+        (x, weight, b),
+        torch.float32,
+    )
     # channels_last input is also non-contiguous in NCHW terms
     xc = torch.randn(batch, 3, 10, 10, device=device).to(memory_format=torch.channels_last).requires_grad_()
-    check_parity(lambda *a: ops.conv2d_sigmoid(*a, 2, 0), lambda *a: torch.sigmoid(F.conv2d(*a, 2, 0)),
-                 (xc, weight, b), torch.float32)
+    check_parity(
+        lambda *a: ops.conv2d_sigmoid(*a, 2, 0),
+        lambda *a: torch.sigmoid(F.conv2d(*a, 2, 0)),
+        (xc, weight, b),
+        torch.float32,
+    )
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
-                                   (False, True, True), (True, True, True)], ids=str)
+@pytest.mark.parametrize(
+    "needs",
+    [(True, False, False), (False, True, False), (False, False, True), (False, True, True), (True, True, True)],
+    ids=str,
+)
 def test_conv2d_sigmoid_partial_grads(needs, device):
     x, weight, b = leaf(4, 2, 7, 7, device=device), leaf(3, 2, 3, 3, device=device), leaf(3, device=device)
     for t, need in zip((x, weight, b), needs):
         t.requires_grad_(need)
-    check_parity(lambda *a: ops.conv2d_sigmoid(*a, 1, 1), lambda *a: torch.sigmoid(F.conv2d(*a, 1, 1)),
-                 (x, weight, b), torch.float32)
+    check_parity(
+        lambda *a: ops.conv2d_sigmoid(*a, 1, 1),
+        lambda *a: torch.sigmoid(F.conv2d(*a, 1, 1)),
+        (x, weight, b),
+        torch.float32,
+    )
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1), (1, 2)])
 def test_conv2d_sigmoid_gradcheck(stride, padding, device):
     x = leaf(2, 2, 6, 5, dtype=torch.float64, device=device)
     weight = leaf(3, 2, 3, 2, dtype=torch.float64, device=device)
     b = leaf(3, dtype=torch.float64, device=device)
     assert torch.autograd.gradcheck(lambda *a: ops.conv2d_sigmoid(*a, stride, padding), (x, weight, b))
-    check_parity(lambda *a: ops.conv2d_sigmoid(*a, stride, padding),
-                 lambda *a: torch.sigmoid(F.conv2d(*a, stride, padding)), (x, weight, b), torch.float64)
+    check_parity(
+        lambda *a: ops.conv2d_sigmoid(*a, stride, padding),
+        lambda *a: torch.sigmoid(F.conv2d(*a, stride, padding)),
+        (x, weight, b),
+        torch.float64,
+    )
 
 
 # ----------------------------------------------------------------------------- avg_pool2d
 
 POOL_CASES = [  # (N, C, H, W, kernel, stride)
-    (1, 6, 28, 28, 2, None),   # LeNet s2
-    (64, 16, 10, 10, 2, None), # LeNet s4
-    (3, 2, 7, 9, 2, None),     # odd sizes: floor drops the last row/column
-    (5, 3, 11, 11, 3, 2),      # overlapping windows
+    (1, 6, 28, 28, 2, None),  # LeNet s2
+    (64, 16, 10, 10, 2, None),  # LeNet s4
+    (3, 2, 7, 9, 2, None),  # odd sizes: floor drops the last row/column
+    (5, 3, 11, 11, 3, 2),  # overlapping windows
     (2, 4, 8, 6, 3, 3),
-    (9, 1, 5, 5, 5, 1),        # one window
-    (4, 2, 9, 10, 2, 3),       # stride > kernel: gaps
+    (9, 1, 5, 5, 5, 1),  # one window
+    (4, 2, 9, 10, 2, 3),  # stride > kernel: gaps
 ]
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", POOL_CASES, ids=str)
 def test_avg_pool2d_matches_torch(case, device):
     n, c, h, w, k, s = case
@@ -146,7 +161,6 @@ def test_avg_pool2d_matches_torch(case, device):
     check_parity(lambda x: ops.avg_pool2d(x, k, s), lambda x: F.avg_pool2d(x, k, s), (xn,), torch.float32)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k,s", [(2, None), (3, 2), (2, 3)])
 def test_avg_pool2d_gradcheck(k, s, device):
     x = leaf(2, 3, 7, 8, dtype=torch.float64, device=device)
@@ -157,16 +171,15 @@ def test_avg_pool2d_gradcheck(k, s, device):
 # ----------------------------------------------------------------------------- linear
 
 LINEAR_CASES = [  # (input shape, out_features)
-    ((1, 120), 84),      # LeNet f6
-    ((64, 84), 10),      # LeNet output
+    ((1, 120), 84),  # LeNet f6
+    ((64, 84), 10),  # LeNet output
     ((37, 13), 7),
-    ((5, 3, 17), 6),     # extra leading dimensions
-    ((9,), 4),           # 1-D input
+    ((5, 3, 17), 6),  # extra leading dimensions
+    ((9,), 4),  # 1-D input
     ((2, 1), 1),
 ]
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", LINEAR_CASES, ids=str)
 @pytest.mark.parametrize("sigmoid", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
@@ -184,7 +197,6 @@ def test_linear_matches_torch(case, sigmoid, bias, device):
     check_parity(lambda x, w_, b_: ops.linear(x, w_, b_, sigmoid), ref, (xn, wn, b), torch.float32)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("sigmoid", [False, True])
 def test_linear_gradcheck(sigmoid, device):
     x = leaf(5, 7, dtype=torch.float64, device=device)
@@ -192,13 +204,16 @@ def test_linear_gradcheck(sigmoid, device):
     assert torch.autograd.gradcheck(lambda *a: ops.linear(*a, sigmoid), (x, weight, b))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_linear_partial_grads(device):
     x, weight, b = leaf(6, 5, device=device), leaf(3, 5, device=device), leaf(3, device=device)
     x.requires_grad_(False)
     b.requires_grad_(False)
-    check_parity(lambda *a: ops.linear(*a, True), lambda x, w_, b_: torch.sigmoid(F.linear(x, w_, b_)),
-                 (x, weight, b), torch.float32)
+    check_parity(
+        lambda *a: ops.linear(*a, True),
+        lambda x, w_, b_: torch.sigmoid(F.linear(x, w_, b_)),
+        (x, weight, b),
+        torch.float32,
+    )
 
 
 def test_gradients_do_not_depend_on_the_thread_count():
@@ -206,6 +221,7 @@ def test_gradients_do_not_depend_on_the_thread_count():
     and a convolution whose window covers its whole input: LeNet's c5) sum over the whole batch in
     one order; the other convolutions sum per chunk of images and add the chunks in order, the
     chunks depending on the batch size only (c1 and c3 with their pooling, and a strided one)."""
+
     def small(*shape):  # weights that keep the sigmoids out of saturation
         return (torch.randn(*shape) * 0.1).requires_grad_()
 
@@ -214,11 +230,13 @@ def test_gradients_do_not_depend_on_the_thread_count():
     x1, w1, b1 = leaf(37, 1, 28, 28), small(6, 1, 5, 5), leaf(6)
     x3, w3, b3 = leaf(37, 6, 14, 14), small(16, 6, 5, 5), leaf(16)
     xs, ws, bs = leaf(37, 3, 11, 11), small(4, 3, 3, 3), leaf(4)
-    cases = [(lambda: ops.linear(x, w, b, True), (x, w, b)),
-             (lambda: ops.conv2d_sigmoid(xc, wc, bc), (xc, wc, bc)),
-             (lambda: ops.conv2d_sigmoid_pool(x1, w1, b1, 2, 2)[0], (w1, b1)),
-             (lambda: ops.conv2d_sigmoid_pool(x3, w3, b3, 0, 2)[0], (x3, w3, b3)),
-             (lambda: ops.conv2d_sigmoid(xs, ws, bs, 2, 1), (xs, ws, bs))]
+    cases = [
+        (lambda: ops.linear(x, w, b, True), (x, w, b)),
+        (lambda: ops.conv2d_sigmoid(xc, wc, bc), (xc, wc, bc)),
+        (lambda: ops.conv2d_sigmoid_pool(x1, w1, b1, 2, 2)[0], (w1, b1)),
+        (lambda: ops.conv2d_sigmoid_pool(x3, w3, b3, 0, 2)[0], (x3, w3, b3)),
+        (lambda: ops.conv2d_sigmoid(xs, ws, bs, 2, 1), (xs, ws, bs)),
+    ]
     threads = torch.get_num_threads()
     try:
         for fn, inputs in cases:
@@ -237,33 +255,37 @@ def test_gradients_do_not_depend_on_the_thread_count():
 # ----------------------------------------------------------------------------- special values
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_nan_and_inf_propagate_like_torch(device):
     x = torch.randn(2, 1, 6, 6, device=device)
     x[0, 0, 1, 1] = float("nan")
     x[1, 0, 4, 4] = float("inf")
     x[1, 0, 0, 0] = -float("inf")
     weight, b = torch.randn(2, 1, 3, 3, device=device), torch.randn(2, device=device)
-    torch.testing.assert_close(ops.conv2d_sigmoid(x, weight, b, 1, 1), torch.sigmoid(F.conv2d(x, weight, b, 1, 1)),
-                               equal_nan=True, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        ops.conv2d_sigmoid(x, weight, b, 1, 1),
+        torch.sigmoid(F.conv2d(x, weight, b, 1, 1)),
+        equal_nan=True,
+        atol=ATOL,
+        rtol=RTOL,
+    )
     torch.testing.assert_close(ops.avg_pool2d(x, 2), F.avg_pool2d(x, 2), equal_nan=True)
     h = x.flatten(1)[:, :9]
     w2 = torch.randn(3, 9, device=device)
-    torch.testing.assert_close(ops.linear(h, w2, None, True), torch.sigmoid(F.linear(h, w2)), equal_nan=True,
-                               atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        ops.linear(h, w2, None, True), torch.sigmoid(F.linear(h, w2)), equal_nan=True, atol=ATOL, rtol=RTOL
+    )
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_sigmoid_saturates_like_torch(device):
     """Large pre-activations of both signs: our vectorized sigmoid must saturate to 0 and 1."""
     x = torch.linspace(-120, 120, 2 * 3 * 8 * 8, device=device).reshape(2, 3, 8, 8)
     weight = torch.zeros(5, 3, 1, 1, device=device)
     weight[:, 0] = torch.linspace(-1.5, 1.5, 5, device=device)[:, None, None]
-    torch.testing.assert_close(ops.conv2d_sigmoid(x, weight, None), torch.sigmoid(F.conv2d(x, weight)),
-                               atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        ops.conv2d_sigmoid(x, weight, None), torch.sigmoid(F.conv2d(x, weight)), atol=ATOL, rtol=RTOL
+    )
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_zero_size_batch(device):
     x = torch.randn(0, 3, 8, 8, device=device, requires_grad=True)
     weight = torch.randn(4, 3, 3, 3, device=device, requires_grad=True)
@@ -284,6 +306,7 @@ def test_zero_size_batch(device):
 def _opcheck_samples(device, requires_grad):
     def t(*shape):
         return torch.randn(*shape, device=device, requires_grad=requires_grad)
+
     return [
         (torch.ops.lenet_ext.conv2d_sigmoid.default, (t(3, 2, 9, 8), t(4, 2, 3, 3), t(4), 1, 1)),
         (torch.ops.lenet_ext.conv2d_sigmoid.default, (t(2, 16, 5, 5), t(7, 16, 5, 5), None, 1, 0)),
@@ -291,10 +314,14 @@ def _opcheck_samples(device, requires_grad):
         (torch.ops.lenet_ext.avg_pool2d.default, (t(1, 3, 7, 7), 3, 2)),
         (torch.ops.lenet_ext.linear.default, (t(5, 12), t(3, 12), t(3), True)),
         (torch.ops.lenet_ext.linear.default, (t(2, 4, 12), t(3, 12), None, False)),
-    ] + ([  # CPU only
-        (torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (t(3, 2, 9, 8), t(4, 2, 3, 3), t(4), 1, 2)),
-        (torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (t(2, 3, 11, 9), t(5, 3, 3, 3), None, 0, 3)),
-    ] if device == "cpu" else [])
+    ] + (
+        [  # CPU only
+            (torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (t(3, 2, 9, 8), t(4, 2, 3, 3), t(4), 1, 2)),
+            (torch.ops.lenet_ext.conv2d_sigmoid_pool.default, (t(2, 3, 11, 9), t(5, 3, 3, 3), None, 0, 3)),
+        ]
+        if device == "cpu"
+        else []
+    )
 
 
 def _backward_samples(device):
@@ -303,29 +330,36 @@ def _backward_samples(device):
     h, lw = torch.randn(5, 12, device=device), torch.randn(3, 12, device=device)
     z = ops.linear(h, lw, None, True)
     return [
-        (torch.ops.lenet_ext.conv2d_sigmoid_backward.default,
-         (torch.randn_like(y), y, x, w, 1, 1, [True, True, True])),
-        (torch.ops.lenet_ext.conv2d_sigmoid_backward.default,
-         (torch.randn_like(y), y, x, w, 1, 1, [False, True, False])),
+        (torch.ops.lenet_ext.conv2d_sigmoid_backward.default, (torch.randn_like(y), y, x, w, 1, 1, [True, True, True])),
+        (
+            torch.ops.lenet_ext.conv2d_sigmoid_backward.default,
+            (torch.randn_like(y), y, x, w, 1, 1, [False, True, False]),
+        ),
         (torch.ops.lenet_ext.avg_pool2d_backward.default, (torch.randn(3, 2, 4, 4, device=device), [3, 2, 9, 8], 2, 2)),
         (torch.ops.lenet_ext.linear_backward.default, (torch.randn_like(z), z, h, lw, True, [True, True, True])),
         (torch.ops.lenet_ext.linear_backward.default, (torch.randn_like(z), None, h, lw, False, [True, False, True])),
-    ] + ([  # CPU only
-        (torch.ops.lenet_ext.conv2d_sigmoid_pool_backward.default,
-         (torch.randn(3, 4, 4, 4), torch.randn_like(y), y, x, w, 1, 2, [True, True, True])),
-        (torch.ops.lenet_ext.conv2d_sigmoid_pool_backward.default,
-         (torch.randn(3, 4, 4, 4), None, y, x, w, 1, 2, [True, False, True])),
-    ] if device == "cpu" else [])
+    ] + (
+        [  # CPU only
+            (
+                torch.ops.lenet_ext.conv2d_sigmoid_pool_backward.default,
+                (torch.randn(3, 4, 4, 4), torch.randn_like(y), y, x, w, 1, 2, [True, True, True]),
+            ),
+            (
+                torch.ops.lenet_ext.conv2d_sigmoid_pool_backward.default,
+                (torch.randn(3, 4, 4, 4), None, y, x, w, 1, 2, [True, False, True]),
+            ),
+        ]
+        if device == "cpu"
+        else []
+    )
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("requires_grad", [False, True])
 def test_opcheck_forward_ops(requires_grad, device):
     for op, args in _opcheck_samples(device, requires_grad):
         torch.library.opcheck(op, args)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_opcheck_backward_ops(device):
     for op, args in _backward_samples(device):
         torch.library.opcheck(op, args)
@@ -340,6 +374,7 @@ def test_backward_ops_compute_only_what_is_asked():
 
 # ----------------------------------------------------------------------------- conv + sigmoid + pool
 
+
 def _conv_pool_reference(x, w, b, padding, pool):
     activation = torch.sigmoid(F.conv2d(x, w, b, 1, padding))
     return F.avg_pool2d(activation, pool), activation
@@ -347,8 +382,13 @@ def _conv_pool_reference(x, w, b, padding, pool):
 
 # (N, C, H, W, O, K, padding, pool): LeNet's c1/s2 and c3/s4, odd sizes whose pooling drops a row and
 # a column (floor mode), pool 3, and pool 1 on a 1x1 output.
-CONV_POOL = [(4, 1, 28, 28, 6, 5, 2, 2), (3, 6, 14, 14, 16, 5, 0, 2), (2, 3, 11, 9, 4, 3, 1, 3),
-             (5, 2, 9, 8, 3, 2, 0, 2), (3, 16, 5, 5, 7, 5, 0, 1)]
+CONV_POOL = [
+    (4, 1, 28, 28, 6, 5, 2, 2),
+    (3, 6, 14, 14, 16, 5, 0, 2),
+    (2, 3, 11, 9, 4, 3, 1, 3),
+    (5, 2, 9, 8, 3, 2, 0, 2),
+    (3, 16, 5, 5, 7, 5, 0, 1),
+]
 
 
 @pytest.mark.parametrize("case", CONV_POOL, ids=str)
@@ -368,16 +408,20 @@ def test_conv2d_sigmoid_pool_matches_torch(case, which):
 
     def loss(p, a):
         return ((p * gp).sum() if which != "activation" else 0) + ((a * ga).sum() if which != "pooled" else 0)
-    for g, r in zip(torch.autograd.grad(loss(pooled, activation), (x, w, b)),
-                    torch.autograd.grad(loss(ref_pooled, ref_activation), (x, w, b))):
+
+    for g, r in zip(
+        torch.autograd.grad(loss(pooled, activation), (x, w, b)),
+        torch.autograd.grad(loss(ref_pooled, ref_activation), (x, w, b)),
+    ):
         close(g, r)
 
 
 @pytest.mark.parametrize("case", [(2, 2, 8, 7, 3, 3, 1, 2), (2, 3, 7, 7, 2, 2, 0, 3)], ids=str)
 def test_conv2d_sigmoid_pool_gradcheck(case):
     n, c, h, w_, o, k, padding, pool = case
-    args = [torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-            for shape in ((n, c, h, w_), (o, c, k, k), (o,))]
+    args = [
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in ((n, c, h, w_), (o, c, k, k), (o,))
+    ]
     assert torch.autograd.gradcheck(lambda *a: ops.conv2d_sigmoid_pool(*a, padding, pool), args)
 
 
@@ -391,6 +435,7 @@ def test_conv2d_sigmoid_pool_partial_grads_and_no_bias():
 
 # ----------------------------------------------------------------------------- CPU instruction sets
 
+
 def test_cpu_isa_reported():
     """lenet_ext.cpu_isa() names the CPU kernels in use; LENET_EXT_CPU_ISA=base forces the baseline."""
     isa = lenet_ext.cpu_isa()
@@ -400,6 +445,7 @@ def test_cpu_isa_reported():
         assert isa in ("avx2", "base")
 
 
+@pytest.mark.slow  # a subprocess per instruction set
 def test_baseline_kernels_match_torch_too():
     """This process runs the AVX2 kernels where the CPU has them; the baseline (SSE2/NEON) kernels
     go through the same CPU parity tests, gradchecks included, in a fresh process."""
@@ -408,14 +454,29 @@ def test_baseline_kernels_match_torch_too():
     env = dict(os.environ, LENET_EXT_CPU_ISA="base")
     here = os.path.dirname(os.path.abspath(__file__))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu and not opcheck and not baseline",
-         os.path.join(here, "test_ops.py"), os.path.join(here, "test_model.py")],
-        env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "cpu and not opcheck and not baseline",
+            os.path.join(here, "test_ops.py"),
+            os.path.join(here, "test_model.py"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
 # ----------------------------------------------------------------------------- fused LeNet-5 forward
+
 
 def lenet_params(dtype=torch.float32, classes=10):
     model = lenet_ext.LeNet5("ext", num_classes=classes).to(dtype)
@@ -454,6 +515,7 @@ def test_opcheck_lenet5_forward():
 
 
 # ----------------------------------------------------------------------------- fused LeNet-5 training op
+
 
 def train_params(dtype=torch.float32, classes=10):
     model, params = lenet_params(dtype, classes)
@@ -524,9 +586,10 @@ def test_opcheck_lenet5_train_ops():
         logits, c1, s2, c3, s4, c5, f6 = ops.lenet5_train_forward(x, params)
     c1w, _, c3w, _, c5w, _, f6w, _, ow, _ = (p.detach() for p in params)
     for images_grad in (True, False):
-        torch.library.opcheck(torch.ops.lenet_ext.lenet5_train_backward.default,
-                              (torch.randn_like(logits), x.detach(), c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, ow,
-                               images_grad))
+        torch.library.opcheck(
+            torch.ops.lenet_ext.lenet5_train_backward.default,
+            (torch.randn_like(logits), x.detach(), c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, ow, images_grad),
+        )
 
 
 def test_model_trains_through_one_node():

@@ -1,4 +1,5 @@
 """python -m lenet_ext.predict on generated image files and on IDX digits."""
+
 import gzip
 import os
 
@@ -6,6 +7,9 @@ import numpy as np
 import pytest
 
 from lenet_ext import data, predict
+from lenet_ext.images import prepare, read_image
+
+pytestmark = pytest.mark.slow  # trains, then predicts
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +21,7 @@ def digits(offline_env):
 
 def save_png(array, path, invert=False, scale=4):
     from PIL import Image
+
     img = Image.fromarray(255 - array if invert else array).resize((28 * scale + 13, 28 * scale), Image.BILINEAR)
     img.save(path)
 
@@ -26,7 +31,7 @@ def test_prepare_recovers_an_mnist_digit(digits, tmp_path, invert):
     images, _ = digits
     path = str(tmp_path / "digit.png")
     save_png(images[0], path, invert=invert)
-    prepared = predict.prepare(predict.read_image(path)).astype(float)
+    prepared = prepare(read_image(path)).astype(float)
     original = images[0].astype(float)
     assert prepared.shape == (28, 28)
     correlation = np.corrcoef(prepared.ravel(), original.ravel())[0, 1]
@@ -43,8 +48,9 @@ def test_predict_cli_on_images_and_idx(trained_run, digits, tmp_path, capsys):
     with open(idx, "wb") as f:
         header = data.IDX_IMAGES_MAGIC.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (5, 28, 28))
         f.write(gzip.compress(header + images[:5].tobytes()))
-    code = predict.main(["--checkpoint", os.path.join(trained_run, "best.pt"), *files, "--idx", idx,
-                         "--index", "0", "--index", "4"])
+    code = predict.main(
+        ["--checkpoint", os.path.join(trained_run, "best.pt"), *files, "--idx", idx, "--index", "0", "--index", "4"]
+    )
     out = capsys.readouterr().out.splitlines()
     assert code == 0 and len(out) == 7
     for line in out:
@@ -59,9 +65,11 @@ def test_unreadable_files_are_clear_errors(trained_run, tmp_path, capsys):
     bad.write_text("this is not an image")
     blank = tmp_path / "blank.png"
     from PIL import Image
+
     Image.new("L", (40, 40), 255).save(blank)
-    code = predict.main(["--checkpoint", os.path.join(trained_run, "best.pt"), str(bad), str(blank),
-                         str(tmp_path / "missing.png")])
+    code = predict.main(
+        ["--checkpoint", os.path.join(trained_run, "best.pt"), str(bad), str(blank), str(tmp_path / "missing.png")]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "notes.png: cannot read as an image" in err and "blank" in err and "missing.png" in err

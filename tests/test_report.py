@@ -1,10 +1,12 @@
 """report.html in a real headless Chromium: no console errors, and its interactive parts respond:
 the t-SNE tooltip, the confusion-matrix cells, the sorting of the failures."""
+
 import os
 
 import pytest
-
 from browser import browser, console_errors
+
+pytestmark = pytest.mark.slow  # trains, then opens report.html in Chromium
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +19,7 @@ def page(trained_run):
 
 def test_no_console_errors(page):
     from selenium.webdriver.common.by import By
+
     assert page.find_element(By.ID, "tsne-canvas").size["width"] > 300
     assert not console_errors(page)
 
@@ -24,6 +27,7 @@ def test_no_console_errors(page):
 def test_tsne_point_hover_shows_the_digit(page):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+
     canvas = page.find_element(By.ID, "tsne-canvas")
     page.execute_script("arguments[0].scrollIntoView()", canvas)
     tip = page.find_element(By.ID, "tsne-tip")
@@ -41,10 +45,14 @@ def test_tsne_point_hover_shows_the_digit(page):
 
 def test_confusion_cell_lists_its_digits(page):
     from selenium.webdriver.common.by import By
+
     cells = page.find_elements(By.CSS_SELECTOR, "#confusion td.cell")
     assert len(cells) == 100
-    off = [c for c in cells if c.get_attribute("data-true") != c.get_attribute("data-pred")
-           and int(c.get_attribute("data-count")) > 0]
+    off = [
+        c
+        for c in cells
+        if c.get_attribute("data-true") != c.get_attribute("data-pred") and int(c.get_attribute("data-count")) > 0
+    ]
     diag = [c for c in cells if c.get_attribute("data-true") == c.get_attribute("data-pred")]
     for cell in (off[0], diag[0]):
         page.execute_script("arguments[0].scrollIntoView()", cell)
@@ -64,6 +72,7 @@ def test_failures_sort(page):
 
     def values(attr):
         return [float(c.get_attribute(attr)) for c in page.find_elements(By.CSS_SELECTOR, "#failures-grid .card")]
+
     conf = values("data-conf")
     assert conf and conf == sorted(conf, reverse=True)
     select = Select(page.find_element(By.ID, "sort"))

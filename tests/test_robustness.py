@@ -2,6 +2,7 @@
 run folders are never mixed or overwritten; a resume trains on the data its run trained on;
 decoding is bounded in memory; the IDX reader and the image preparation hold up under random
 input (hypothesis). Everything runs on the embedded digits, offline."""
+
 import gzip
 import io
 import os
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from lenet_ext import checkpoint, data, predict, train
+from lenet_ext import checkpoint, data, images, runs, train
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 HAS_GPU = torch.cuda.is_available()
 MEMORY_LIMIT_MB = 1024  # peak RSS of a whole CLI process (torch itself takes about 640 MB of it)
@@ -53,8 +55,13 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def cli_rss(args, env, tmp_path, timeout=240):
     """(returncode, stdout, stderr, peak RSS in MB of the command's own process)."""
     report = tmp_path / "rss"
-    proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(report), "-m", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(report), "-m", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout, proc.stderr, int(report.read_text()) / 1024
 
 
@@ -76,6 +83,7 @@ def files(trained_run, tmp_path_factory):
         state = {**good, **changes}
         checkpoint.save(str(d / name), {k: v for k, v in state.items() if k != "format"})
         return str(d / name)
+
     model = good["model"]
     paths["nan"] = ckpt("nan.pt", model={**model, "c3.weight": model["c3.weight"] * float("nan")})
     paths["shapes"] = ckpt("shapes.pt", model={**model, "f6.weight": torch.zeros(84, 100)})
@@ -87,11 +95,13 @@ def files(trained_run, tmp_path_factory):
     class Evil:
         def __reduce__(self):
             return (os.system, ("echo pwned > /dev/null",))
+
     torch.save({"format": checkpoint.FORMAT, "model": Evil()}, d / "evil.pt")
     paths["evil"] = str(d / "evil.pt")
     (d / "afile").write_text("not a folder")
     paths["file"] = str(d / "afile")
     from PIL import Image
+
     Image.new("L", (1, 1), 255).save(d / "dot.png")
     paths["dot"] = str(d / "dot.png")
     Image.new("L", (13000, 13000), 0).save(d / "huge.png")  # 169 megapixels in ~170 KB
@@ -112,12 +122,15 @@ def files(trained_run, tmp_path_factory):
     (d / "bomb-idx3-ubyte.gz").write_bytes(b"".join(parts))
     paths["bomb"] = str(d / "bomb-idx3-ubyte.gz")
     # A header claiming ten million digits (7.8 GB) over a few bytes.
-    (d / "claims-idx3-ubyte.gz").write_bytes(gzip.compress(idx_images(0)[:4] + (10_000_000).to_bytes(4, "big")
-                                                            + (28).to_bytes(4, "big") * 2 + b"\0" * 1000))
+    (d / "claims-idx3-ubyte.gz").write_bytes(
+        gzip.compress(idx_images(0)[:4] + (10_000_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\0" * 1000)
+    )
     paths["claims"] = str(d / "claims-idx3-ubyte.gz")
     # Run folders with corrupt metrics or summary, and one for the resume probes.
-    for name, target, text in (("badmetrics", "metrics.jsonl", '{"epoch": 1}\n{not json\n'),
-                               ("badsummary", "summary.json", "[1, 2")):
+    for name, target, text in (
+        ("badmetrics", "metrics.jsonl", '{"epoch": 1}\n{not json\n'),
+        ("badsummary", "summary.json", "[1, 2"),
+    ):
         shutil.copytree(trained_run, d / name)
         (d / name / target).write_text(text)
         paths[name] = str(d / name)
@@ -167,16 +180,21 @@ def bad_invocations(p):
         (["lenet_ext.predict", "--checkpoint", p["best"], p["dot"]], {1}, "too small to hold a digit"),
         (["lenet_ext.predict", "--checkpoint", p["best"], p["huge"]], {1}, "megapixels"),
         (["lenet_ext.predict", "--checkpoint", p["best"], p["dir"]], {1}, "is a folder"),
-        (["lenet_ext.predict", "--checkpoint", p["best"], "--idx", p["bomb"], "--index", "0"], {1},
-         "more than the"),
-        (["lenet_ext.predict", "--checkpoint", p["best"], "--idx", p["claims"], "--index", "0"], {1},
-         "its header claims 10,000,000"),
+        (["lenet_ext.predict", "--checkpoint", p["best"], "--idx", p["bomb"], "--index", "0"], {1}, "more than the"),
+        (
+            ["lenet_ext.predict", "--checkpoint", p["best"], "--idx", p["claims"], "--index", "0"],
+            {1},
+            "its header claims 10,000,000",
+        ),
         (["lenet_ext.predict", "--checkpoint", p["best"], "--idx", p["blank_idx"], "--index", "1"], {1}, "blank"),
-        (["lenet_ext.predict", "--checkpoint", p["best"], "--idx", p["blank_idx"], "--index", "7"], {1},
-         "out of range"),
+        (
+            ["lenet_ext.predict", "--checkpoint", p["best"], "--idx", p["blank_idx"], "--index", "7"],
+            {1},
+            "out of range",
+        ),
         (["lenet_ext.predict", "--checkpoint", p["best"]], {2}, "give image files"),
         (["lenet_ext.demo", "--batch-size", "0"], {2}, "--batch-size must be in 1..65536"),
-        (["lenet_ext.demo", "--batch-size", str(10 ** 9)], {2}, "--batch-size must be in"),
+        (["lenet_ext.demo", "--batch-size", str(10**9)], {2}, "--batch-size must be in"),
         (["lenet_ext.demo", "--repeats", "-1"], {2}, "--repeats must be in"),
         (["lenet_ext.demo", "--batch-size", "many"], {2}, "invalid int value"),
         (["lenet_ext.demo", "--device", "xpu"], {1}, "expected cpu, cuda or cuda:N"),
@@ -187,19 +205,31 @@ def bad_invocations(p):
         (["lenet_ext.serve", "--checkpoint", p["best"], "--port", "70000"], {2}, "--port must be in 0..65535"),
         (["lenet_ext.serve", "--checkpoint", p["best"], "--host", "999.1.1.1", "--port", "0"], {1}, "cannot bind"),
         (["lenet_ext.serve", "--checkpoint", p["best"], "--device", "gpu"], {1}, "expected cpu, cuda or cuda:N"),
-        (["lenet_ext.export", "--checkpoint", p["random"], "--format", "pt2", "--out", p["dir"] + "/x.pt2"], {1},
-         "not a lenet_ext checkpoint"),
-        (["lenet_ext.export", "--checkpoint", p["shapes"], "--format", "pt2", "--out", p["dir"] + "/x.pt2"], {1},
-         "has shape"),
-        (["lenet_ext.export", "--checkpoint", p["best"], "--format", "pt2", "--out", p["dir"] + "/no/x.pt2"], {1},
-         "no such folder"),
+        (
+            ["lenet_ext.export", "--checkpoint", p["random"], "--format", "pt2", "--out", p["dir"] + "/x.pt2"],
+            {1},
+            "not a lenet_ext checkpoint",
+        ),
+        (
+            ["lenet_ext.export", "--checkpoint", p["shapes"], "--format", "pt2", "--out", p["dir"] + "/x.pt2"],
+            {1},
+            "has shape",
+        ),
+        (
+            ["lenet_ext.export", "--checkpoint", p["best"], "--format", "pt2", "--out", p["dir"] + "/no/x.pt2"],
+            {1},
+            "no such folder",
+        ),
         (["lenet_ext.export", "--checkpoint", p["best"], "--format", "keras", "--out", "x"], {2}, "invalid choice"),
         (["lenet_ext.export", "--checkpoint", p["best"], "--format", "onnx", "--out", p["dir"]], {2}, "is a folder"),
         (["lenet_ext.experiments", "everything", "--out", p["dir"]], {2}, "invalid choice"),
         (["lenet_ext.experiments", "seeds", "--out", p["dir"], "--seeds", "0"], {2}, "--seeds must be in 1..100"),
         (["lenet_ext.experiments", "seeds", "--out", p["file"]], {1}, "is a file"),
-        (["lenet_ext.experiments", "flatten", "--out", p["dir"] + "/exp", "--data-dir", p["dir"] + "/nowhere"], {1},
-         "no such folder"),
+        (
+            ["lenet_ext.experiments", "flatten", "--out", p["dir"] + "/exp", "--data-dir", p["dir"] + "/nowhere"],
+            {1},
+            "no such folder",
+        ),
     ]
     if not HAS_GPU:
         cases += [
@@ -210,6 +240,7 @@ def bad_invocations(p):
     return cases
 
 
+@pytest.mark.slow
 def test_bad_invocations_answer_in_one_line(files, env):
     cases = bad_invocations(files)
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -233,9 +264,11 @@ def test_bad_invocations_answer_in_one_line(files, env):
     assert not failures, "\n\n".join(failures)
 
 
+@pytest.mark.slow
 def test_good_files_are_predicted_beside_bad_ones(files, env):
-    code, out, err = cli(["lenet_ext.predict", "--checkpoint", files["best"], files["huge"], files["one"],
-                          files["dot"]], env)
+    code, out, err = cli(
+        ["lenet_ext.predict", "--checkpoint", files["best"], files["huge"], files["one"], files["dot"]], env
+    )
     assert code == 1 and "Traceback" not in err
     assert out.startswith(files["one"] + ": ") and len(out.splitlines()) == 1
     assert err.count("error:") == 2
@@ -244,17 +277,21 @@ def test_good_files_are_predicted_beside_bad_ones(files, env):
 # ------------------------------------------------------------------------------------------ memory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["huge image", "idx bomb", "idx bomb via data"])
 def test_memory_stays_bounded(files, env, what, tmp_path):
-    args = {"huge image": ["lenet_ext.predict", "--checkpoint", files["best"], files["huge"]],
-            "idx bomb": ["lenet_ext.predict", "--checkpoint", files["best"], "--idx", files["bomb"], "--index", "0"],
-            "idx bomb via data": ["lenet_ext.data", "--data-dir", None]}[what]
+    args = {
+        "huge image": ["lenet_ext.predict", "--checkpoint", files["best"], files["huge"]],
+        "idx bomb": ["lenet_ext.predict", "--checkpoint", files["best"], "--idx", files["bomb"], "--index", "0"],
+        "idx bomb via data": ["lenet_ext.data", "--data-dir", None],
+    }[what]
     if what == "idx bomb via data":
         folder = os.path.join(files["dir"], "bombdir")
         os.makedirs(folder, exist_ok=True)
         for stem in data.FILES.values():
-            shutil.copy(files["bomb"] if stem.endswith("idx3-ubyte") else files["blank_idx"],
-                        os.path.join(folder, stem + ".gz"))
+            shutil.copy(
+                files["bomb"] if stem.endswith("idx3-ubyte") else files["blank_idx"], os.path.join(folder, stem + ".gz")
+            )
         args[-1] = folder
     code, out, err, rss = cli_rss(args, env, tmp_path)
     assert code == 1 and "Traceback" not in err and err.startswith("error:"), err
@@ -264,24 +301,34 @@ def test_memory_stays_bounded(files, env, what, tmp_path):
 # ------------------------------------------------------------------------------------------ run folders
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_at_once(tmp_path, env):
     out = str(tmp_path / "shared")
     args = ["lenet_ext.train", "--epochs", "2", "--no-plots", "--out", out]
-    procs = [subprocess.Popen([sys.executable, "-m", *args, "--seed", str(seed)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for seed in (21, 22)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", *args, "--seed", str(seed)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (21, 22)
+    ]
     results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
     codes = sorted(r[0] for r in results)
     assert codes == [0, 1], results
     loser = next(r for r in results if r[0] == 1)
-    assert ("in use by another lenet_ext process" in loser[2] or "already holds a run" in loser[2]), loser[2]
+    assert "in use by another lenet_ext process" in loser[2] or "already holds a run" in loser[2], loser[2]
     winner_seed = (21, 22)[[r[0] for r in results].index(0)]
-    summary = checkpoint.read_summary(out)
+    summary = runs.read_summary(out)
     assert summary["config"]["seed"] == winner_seed
     assert checkpoint.load(os.path.join(out, "last.pt"))["config"]["seed"] == winner_seed
     assert checkpoint.load(os.path.join(out, "best.pt"))["config"]["seed"] == winner_seed
-    assert [r["epoch"] for r in checkpoint.read_metrics(out)] == [1, 2]
+    assert [r["epoch"] for r in runs.read_metrics(out)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_folder_with_any_run_file_is_refused(tmp_path, offline_env, capsys):
     folder = tmp_path / "finished"
     folder.mkdir()
@@ -292,13 +339,14 @@ def test_folder_with_any_run_file_is_refused(tmp_path, offline_env, capsys):
 
 
 def test_claim_is_exclusive_and_released(tmp_path):
-    first = checkpoint.claim(str(tmp_path / "run"), new=True)
-    with pytest.raises(checkpoint.RunFolderError, match=f"pid {os.getpid()}"):
-        checkpoint.claim(str(tmp_path / "run"), new=False)
+    first = runs.claim(str(tmp_path / "run"), new=True)
+    with pytest.raises(runs.RunFolderError, match=f"pid {os.getpid()}"):
+        runs.claim(str(tmp_path / "run"), new=False)
     first.release()
-    checkpoint.claim(str(tmp_path / "run"), new=False).release()
+    runs.claim(str(tmp_path / "run"), new=False).release()
 
 
+@pytest.mark.slow
 def test_stale_temporary_files_are_removed_on_resume(tmp_path, offline_env):
     run = tmp_path / "run"
     assert train.main(["--epochs", "2", "--no-plots", "--out", str(run)]) == 0
@@ -316,8 +364,12 @@ def test_stale_temporary_files_are_removed_on_resume(tmp_path, offline_env):
 def fake_data(folder, seed, n_train=600, n_test=200):
     rng = np.random.default_rng(seed)
     os.makedirs(folder, exist_ok=True)
-    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28)), "train_labels": np.arange(n_train) % 10,
-              "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": np.arange(n_test) % 10}
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)),
+        "train_labels": np.arange(n_train) % 10,
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)),
+        "test_labels": np.arange(n_test) % 10,
+    }
     for key, stem in data.FILES.items():
         arr = arrays[key].astype(np.uint8)
         magic = data.IDX_IMAGES_MAGIC if key.endswith("images") else data.IDX_LABELS_MAGIC
@@ -332,6 +384,7 @@ def interrupted_run(interrupt_at_epoch, args):
         assert train.main(args + ["--no-plots"]) == 130
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_embedded_data_when_a_cache_appears(tmp_path, offline_env, interrupt_at_epoch, capsys):
     run = str(tmp_path / "run")
     interrupted_run(interrupt_at_epoch, ["--epochs", "3", "--out", run])
@@ -339,17 +392,19 @@ def test_resume_keeps_the_embedded_data_when_a_cache_appears(tmp_path, offline_e
     try:
         assert train.main(["--resume", run, "--no-plots"]) == 0
         assert "embedded" in capsys.readouterr().out
-        assert checkpoint.read_summary(run)["data"]["source"] == "embedded"
-        assert [r["epoch"] for r in checkpoint.read_metrics(run)] == [1, 2, 3]
+        assert runs.read_summary(run)["data"]["source"] == "embedded"
+        assert [r["epoch"] for r in runs.read_metrics(run)] == [1, 2, 3]
     finally:
         shutil.rmtree(os.path.join(offline_env["LENET_EXT_DATA"], "mnist"))
 
 
+@pytest.mark.slow
 def test_resume_data_dir_same_data_elsewhere_or_other_data(tmp_path, offline_env, interrupt_at_epoch, capsys):
     fake_data(tmp_path / "a", seed=1)
     run = str(tmp_path / "run")
-    interrupted_run(interrupt_at_epoch, ["--epochs", "3", "--out", run, "--data-dir", str(tmp_path / "a"),
-                                         "--valid-size", "100"])
+    interrupted_run(
+        interrupt_at_epoch, ["--epochs", "3", "--out", run, "--data-dir", str(tmp_path / "a"), "--valid-size", "100"]
+    )
     fake_data(tmp_path / "other", seed=2)
     assert train.main(["--resume", run, "--no-plots", "--data-dir", str(tmp_path / "other")]) == 1
     assert "is not the data the run trained on" in capsys.readouterr().err
@@ -360,6 +415,7 @@ def test_resume_data_dir_same_data_elsewhere_or_other_data(tmp_path, offline_env
     assert checkpoint.load(os.path.join(run, "last.pt"))["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_valid_size_is_honoured_on_the_embedded_digits(tmp_path, offline_env):
     ds = data.load(valid_size=1000, seed=0, log=lambda m: None)
     assert (len(ds.train), len(ds.valid), len(ds.test)) == (3000, 1000, 1000) and ds.source == "embedded"
@@ -374,10 +430,11 @@ def test_empty_sets_are_errors_not_zero_accuracy(tmp_path):
         data.load(data_dir=str(folder))
 
 
+@pytest.mark.slow
 def test_no_validation_set_reports_none(tmp_path, offline_env):
     run = tmp_path / "run"
     assert train.main(["--epochs", "1", "--no-plots", "--valid-size", "0", "--out", str(run)]) == 0
-    row = checkpoint.read_metrics(str(run))[0]
+    row = runs.read_metrics(str(run))[0]
     assert row["valid_loss"] is None and row["valid_acc"] is None and row["test_acc"] > 0.1
 
 
@@ -404,49 +461,79 @@ def encode(im, fmt="PNG"):
 def opaque_reference(digit, size=(112, 112)):
     """The preparation of the same digit as a plain white-on-black grayscale image."""
     from PIL import Image
-    return predict.prepare(np.asarray(Image.fromarray(digit).resize(size, Image.BILINEAR)))
+
+    return images.prepare(np.asarray(Image.fromarray(digit).resize(size, Image.BILINEAR)))
 
 
 @pytest.mark.parametrize("ink", [255, 0], ids=["white-ink", "black-ink"])
 def test_digit_on_transparent_background(a_digit, ink):
     from PIL import Image
+
     rgba = np.zeros((28, 28, 4), np.uint8)
     rgba[..., :3] = ink
     rgba[..., 3] = a_digit  # the digit is where the image is opaque
     big = Image.fromarray(rgba, "RGBA").resize((112, 112), Image.BILINEAR)
-    prepared = predict.prepare(predict.decode(encode(big)))
+    prepared = images.prepare(images.decode(encode(big)))
     assert correlation(prepared, opaque_reference(a_digit)) > 0.99
     assert correlation(prepared, a_digit) > 0.5
 
 
 def test_float_image_in_0_1(a_digit):
     from PIL import Image
+
     im = Image.fromarray((a_digit / 255.0).astype(np.float32), "F").resize((112, 112), Image.BILINEAR)
-    prepared = predict.prepare(predict.decode(encode(im, "TIFF")))
+    prepared = images.prepare(images.decode(encode(im, "TIFF")))
     assert correlation(prepared, opaque_reference(a_digit)) > 0.99
-    assert np.array_equal(predict.prepare(a_digit / 255.0), predict.prepare(a_digit))  # a float array too
+    assert np.array_equal(images.prepare(a_digit / 255.0), images.prepare(a_digit))  # a float array too
 
 
 def test_sixteen_bit_image(a_digit):
     from PIL import Image
+
     im = Image.frombytes("I;16", (28, 28), (a_digit.astype("<u2") * 257).tobytes())
-    assert np.array_equal(predict.prepare(predict.decode(encode(im))), predict.prepare(a_digit))
+    assert np.array_equal(images.prepare(images.decode(encode(im))), images.prepare(a_digit))
 
 
 def test_one_pixel_image_message():
-    with pytest.raises(predict.ImageError, match="1 x 1 pixels: too small"):
-        predict.prepare(np.zeros((1, 1)))
+    with pytest.raises(images.ImageError, match="1 x 1 pixels: too small"):
+        images.prepare(np.zeros((1, 1)))
 
 
-MODES = ["1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "LA", "PA", "RGBX", "RGBa", "La",
-         "I;16", "I;16B", "I;16L", "I;16N"]
+MODES = [
+    "1",
+    "L",
+    "P",
+    "RGB",
+    "RGBA",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
+    "I",
+    "F",
+    "LA",
+    "PA",
+    "RGBX",
+    "RGBa",
+    "La",
+    "I;16",
+    "I;16B",
+    "I;16L",
+    "I;16N",
+]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mode=st.sampled_from(MODES), w=st.integers(1, 70), h=st.integers(1, 70), seed=st.integers(0, 2 ** 16),
-       fmt=st.sampled_from(["PNG", "TIFF", "BMP", "GIF", "JPEG", "WEBP"]))
+@given(
+    mode=st.sampled_from(MODES),
+    w=st.integers(1, 70),
+    h=st.integers(1, 70),
+    seed=st.integers(0, 2**16),
+    fmt=st.sampled_from(["PNG", "TIFF", "BMP", "GIF", "JPEG", "WEBP"]),
+)
 def test_every_mode_and_format_decodes_or_fails_cleanly(mode, w, h, seed, fmt):
     from PIL import Image
+
     rng = np.random.default_rng(seed)
     im = Image.frombytes(mode, (w, h), rng.integers(0, 256, w * h * 8, dtype=np.uint8).tobytes())
     try:
@@ -454,26 +541,30 @@ def test_every_mode_and_format_decodes_or_fails_cleanly(mode, w, h, seed, fmt):
     except (OSError, ValueError, KeyError, TypeError):
         blob = None  # PIL cannot write this mode in this format: use the image as decode's caller would
     try:
-        pixels = predict.decode(blob) if blob is not None else None
+        pixels = images.decode(blob) if blob is not None else None
         if pixels is not None:
             assert pixels.ndim == 2 and np.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 255
-            out = predict.prepare(pixels)
+            out = images.prepare(pixels)
             assert out.shape == (28, 28) and out.dtype == np.uint8
-    except predict.ImageError:
+    except images.ImageError:
         pass
 
 
 @settings(max_examples=80, deadline=None)
 @given(blob=st.binary(max_size=2000))
 def test_random_bytes_are_not_an_image(blob):
-    with pytest.raises(predict.ImageError):
-        predict.decode(blob)
+    with pytest.raises(images.ImageError):
+        images.decode(blob)
 
 
 @settings(max_examples=80, deadline=None)
-@given(h=st.integers(1, 80), w=st.integers(1, 80), seed=st.integers(0, 2 ** 16),
-       dtype=st.sampled_from(["uint8", "uint16", "int32", "float32", "float64", "bool"]),
-       scale=st.sampled_from([1.0, 1e-3, 255.0, 1e6, -1.0]))
+@given(
+    h=st.integers(1, 80),
+    w=st.integers(1, 80),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(["uint8", "uint16", "int32", "float32", "float64", "bool"]),
+    scale=st.sampled_from([1.0, 1e-3, 255.0, 1e6, -1.0]),
+)
 def test_prepare_takes_any_array(h, w, seed, dtype, scale):
     rng = np.random.default_rng(seed)
     values = rng.random((h, w)) * scale
@@ -484,8 +575,8 @@ def test_prepare_takes_any_array(h, w, seed, dtype, scale):
     else:
         arr = values.astype(dtype)
     try:
-        out = predict.prepare(arr)
-    except predict.ImageError:
+        out = images.prepare(arr)
+    except images.ImageError:
         return
     assert out.shape == (28, 28) and out.dtype == np.uint8 and out.max() > 0
 
@@ -493,8 +584,8 @@ def test_prepare_takes_any_array(h, w, seed, dtype, scale):
 @pytest.mark.parametrize("value, dtype", [(300.0, np.float64), (-5.0, np.float32), (1000, np.int32), (0.5, np.float64)])
 def test_constant_image_is_blank(value, dtype):
     """A constant array, inside 0..255 or out of it, holds no digit: the one-line ImageError."""
-    with pytest.raises(predict.ImageError, match="blank"):
-        predict.prepare(np.full((28, 28), value, dtype=dtype))
+    with pytest.raises(images.ImageError, match="blank"):
+        images.prepare(np.full((28, 28), value, dtype=dtype))
 
 
 # ------------------------------------------------------------------------------------------ IDX files
@@ -513,8 +604,14 @@ def test_idx_reader_on_random_bytes(tmp_path, blob, gz, kind):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(0, 5), cut=st.integers(0, 6000), gz=st.booleans(), extra=st.binary(max_size=3),
-       dims=st.lists(st.integers(0, 2 ** 32 - 1), min_size=3, max_size=3), use_dims=st.booleans())
+@given(
+    n=st.integers(0, 5),
+    cut=st.integers(0, 6000),
+    gz=st.booleans(),
+    extra=st.binary(max_size=3),
+    dims=st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3),
+    use_dims=st.booleans(),
+)
 def test_idx_reader_on_truncations_and_extreme_headers(tmp_path, n, cut, gz, extra, dims, use_dims):
     good = idx_images(n, rng=np.random.default_rng(n))
     blob = good[:cut] + extra if cut < len(good) else good + extra
@@ -544,6 +641,7 @@ def _started_torch(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.6, 1.0, 1.5, 2.5])
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, env, delay):
     """SIGINT at several moments of start-up, counted from when torch's import begins: in torch's
@@ -551,9 +649,14 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, env, delay):
     tens of milliseconds, Python itself is starting and answers Ctrl-C its own way.)"""
     import signal
     import time
-    proc = subprocess.Popen([sys.executable, "-m", "lenet_ext.train", "--epochs", "2", "--no-plots",
-                             "--out", str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lenet_ext.train", "--epochs", "2", "--no-plots", "--out", str(tmp_path / "run")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not _started_torch(proc.pid) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.002)

@@ -1,6 +1,7 @@
 """python -m lenet_ext.serve over real HTTP: good digits, garbage, oversized, wrong methods,
 concurrent clients, Ctrl-C; and the page in a real headless Chromium, drawn on with synthetic
 pointer events (tests/browser.py)."""
+
 import io
 import json
 import os
@@ -15,10 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from browser import browser, console_errors, need_browser
 
 from lenet_ext import serve, train
 
-from browser import browser, console_errors, need_browser
+pytestmark = pytest.mark.slow  # trains, then serves over HTTP
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,7 @@ def good_run(tmp_path_factory, offline_env):
 def server(good_run):
     srv = serve.start(good_run, "127.0.0.1", 0)
     import threading
+
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
@@ -43,13 +46,15 @@ def server(good_run):
 def drawn(digit: str, size=200, fmt="PNG") -> bytes:
     """A digit drawn as a person would: dark strokes on white."""
     from PIL import Image, ImageDraw
+
     im = Image.new("L", (size, size), 255)
     d = ImageDraw.Draw(im)
     s = size / 200
-    strokes = {"1": [[(100, 30), (100, 170)]],
-               "7": [[(50, 40), (150, 40), (90, 170)]],
-               "0": [[(100, 30), (145, 55), (155, 100), (145, 145), (100, 170), (55, 145), (45, 100), (55, 55),
-                      (100, 30)]]}[digit]
+    strokes = {
+        "1": [[(100, 30), (100, 170)]],
+        "7": [[(50, 40), (150, 40), (90, 170)]],
+        "0": [[(100, 30), (145, 55), (155, 100), (145, 145), (100, 170), (55, 145), (45, 100), (55, 55), (100, 30)]],
+    }[digit]
     for line in strokes:
         d.line([(x * s, y * s) for x, y in line], fill=0, width=int(16 * s), joint="curve")
     out = io.BytesIO()
@@ -58,8 +63,9 @@ def drawn(digit: str, size=200, fmt="PNG") -> bytes:
 
 
 def post(url, body, ctype="image/png", path="/api/predict", method="POST", headers=None):
-    req = urllib.request.Request(url + path, data=body, method=method,
-                                 headers={"Content-Type": ctype, **(headers or {})})
+    req = urllib.request.Request(
+        url + path, data=body, method=method, headers={"Content-Type": ctype, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -78,24 +84,29 @@ def test_predicts_drawn_digits(server, digit, fmt):
 
 
 def test_details_hold_the_prepared_input_and_c1_maps(server):
-    from lenet_ext import predict
+    from lenet_ext import images
+
     blob = drawn("7")
     status, body = post(server, blob, path="/api/predict?details=1")
     assert status == 200
-    prepared = predict.prepare(predict.decode(blob))  # predict's code path: the same 28x28 image
+    prepared = images.prepare(images.decode(blob))  # predict's code path: the same 28x28 image
     assert np.array_equal(np.array(body["input"]), prepared)
     maps = np.array(body["c1"])
     assert maps.shape == (6, 28, 28) and 0 <= maps.min() and maps.max() <= 1 and maps.std() > 0
 
 
-@pytest.mark.parametrize("case", ["garbage", "text", "blank", "oversized", "no length", "bad length", "empty",
-                                  "claims a gigabyte"])
+@pytest.mark.parametrize(
+    "case", ["garbage", "text", "blank", "oversized", "no length", "bad length", "empty", "claims a gigabyte"]
+)
 def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, case):
     if case in ("no length", "bad length", "claims a gigabyte"):
         host, port = server.split("//")[1].split(":")
         with socket.create_connection((host, int(port)), timeout=10) as s:
-            length = {"no length": "", "bad length": "Content-Length: twelve\r\n",
-                      "claims a gigabyte": f"Content-Length: {2 ** 30}\r\n"}[case]
+            length = {
+                "no length": "",
+                "bad length": "Content-Length: twelve\r\n",
+                "claims a gigabyte": f"Content-Length: {2**30}\r\n",
+            }[case]
             s.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n{length}\r\n".encode())
             reply = b""  # answered at once (the gigabyte is never read), then closed
             for block in iter(lambda: s.recv(4096), b""):
@@ -105,11 +116,16 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, case)
         assert status == {"no length": 411, "bad length": 400, "claims a gigabyte": 413}[case] and '"error"' in reply
     else:
         from PIL import Image
+
         blank = io.BytesIO()
         Image.new("L", (50, 50), 255).save(blank, "PNG")
-        body, ctype = {"garbage": (os.urandom(5000), "image/png"), "text": (b"hello", "text/plain"),
-                       "blank": (blank.getvalue(), "image/png"), "empty": (b"", "image/png"),
-                       "oversized": (b"\x89PNG" + bytes(2 * 1024 * 1024 + 1), "image/png")}[case]
+        body, ctype = {
+            "garbage": (os.urandom(5000), "image/png"),
+            "text": (b"hello", "text/plain"),
+            "blank": (blank.getvalue(), "image/png"),
+            "empty": (b"", "image/png"),
+            "oversized": (b"\x89PNG" + bytes(2 * 1024 * 1024 + 1), "image/png"),
+        }[case]
         status, reply = post(server, body, ctype)
         assert status == {"garbage": 400, "text": 415, "blank": 422, "oversized": 413, "empty": 400}[case]
         assert isinstance(reply["error"], str) and reply["error"]
@@ -140,9 +156,13 @@ def test_concurrent_clients(server):
 
 
 def test_command_line_binds_localhost_and_stops_on_ctrl_c(good_run, offline_env):
-    proc = subprocess.Popen([sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **offline_env))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **offline_env),
+    )
     try:
         line = proc.stdout.readline()
         assert "http://127.0.0.1:" in line, line + proc.stderr.read()
@@ -162,8 +182,13 @@ def test_port_in_use_is_one_line(good_run, offline_env):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, "--port", str(port)],
-                              capture_output=True, text=True, timeout=60, env=dict(os.environ, **offline_env))
+        proc = subprocess.run(
+            [sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, **offline_env),
+        )
     assert proc.returncode == 1 and "already in use" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -172,13 +197,13 @@ def test_page_in_chromium_reads_a_drawn_digit(server):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
     driver = browser()
     try:
         driver.get(server + "/")
         pad = driver.find_element(By.ID, "pad")
         WebDriverWait(driver, 20).until(lambda d: "epoch" in d.find_element(By.ID, "model").text)
-        for digit, strokes in (("1", [[(0, -70), (0, 70)]]),
-                               ("7", [[(-50, -60), (50, -60), (-10, 70)]])):
+        for digit, strokes in (("1", [[(0, -70), (0, 70)]]), ("7", [[(-50, -60), (50, -60), (-10, 70)]])):
             driver.find_element(By.ID, "clear").click()
             time.sleep(0.3)  # an answer to the previous drawing still on its way must not show
             assert driver.find_element(By.ID, "digit").text == "?"

@@ -1,4 +1,5 @@
 """Training and the study, run for real on the embedded 5,000 digits (no network, no local MNIST copy)."""
+
 import csv
 import json
 import os
@@ -8,7 +9,10 @@ import sys
 import pytest
 import torch
 
-from lenet_ext import analysis, checkpoint, train
+from lenet_ext import LeNet5, analyze, checkpoint, fileio, loop, runs, train
+from lenet_ext.distributed import Dist
+
+pytestmark = pytest.mark.slow  # trains for real
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -18,21 +22,24 @@ def weights(run_dir, name="last.pt"):
 
 
 def metrics_without_timing(run_dir):
-    return [{k: v for k, v in row.items() if k not in ("images_per_s", "epoch_s", "wall_s")}
-            for row in checkpoint.read_metrics(run_dir)]
+    return [
+        {k: v for k, v in row.items() if k not in ("images_per_s", "epoch_s", "wall_s")}
+        for row in runs.read_metrics(run_dir)
+    ]
 
 
 def test_training_lowers_the_loss_and_writes_every_artifact(trained_run):
-    history = checkpoint.read_metrics(trained_run)
+    history = runs.read_metrics(trained_run)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["valid_loss"] < history[0]["valid_loss"]
     assert history[-1]["test_acc"] > 0.5  # well above chance (0.1) after 3 short epochs
-    for name in ("best.pt", "last.pt", "metrics.csv", "metrics.jsonl", "summary.json") + analysis.FILES:
+    for name in ("best.pt", "last.pt", "metrics.csv", "metrics.jsonl", "summary.json") + analyze.FILES:
         path = os.path.join(trained_run, name)
         assert os.path.isfile(path) and os.path.getsize(path) > 0, name
     from PIL import Image
-    for name in analysis.FILES:
+
+    for name in analyze.FILES:
         if name.endswith(".png"):
             with open(os.path.join(trained_run, name), "rb") as f:
                 assert f.read(8) == PNG, name
@@ -40,7 +47,7 @@ def test_training_lowers_the_loss_and_writes_every_artifact(trained_run):
                 im.load()
                 assert im.size[0] > 200 and im.size[1] > 100, (name, im.size)
     for name in ("best.pt", "last.pt", "summary.json", "report.html"):  # the usual permissions, not mkstemp's 0600
-        assert os.stat(os.path.join(trained_run, name)).st_mode & 0o777 == checkpoint.file_mode(), name
+        assert os.stat(os.path.join(trained_run, name)).st_mode & 0o777 == fileio.file_mode(), name
     page = open(os.path.join(trained_run, "report.html")).read()
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     assert page.count("data:image/png;base64,") == 5
@@ -56,10 +63,11 @@ def test_failures_csv_matches_the_model(trained_run, offline_env):
     import csv
 
     from lenet_ext import data
+
     rows = list(csv.DictReader(open(os.path.join(trained_run, "failures.csv"))))
     state = checkpoint.load(os.path.join(trained_run, "best.pt"))
     ds = data.load(valid_size=state["config"]["valid_size"], seed=state["config"]["seed"], log=lambda m: None)
-    model = train.LeNet5(state["impl"])
+    model = LeNet5(state["impl"])
     model.load_state_dict(state["model"])
     with torch.inference_mode():
         pred = model(ds.test.images).argmax(1)
@@ -97,7 +105,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, offline_env, interrupt_at_epo
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monkeypatch):
-    real_fill = train.Batches.fill
+    real_fill = loop.Batches.fill
     batches = {"n": 0}
 
     def poisoned(self, start, stop):  # a NaN pixel in the 30th batch, as corrupt data would
@@ -107,7 +115,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monk
             x[0, 0, 14, 14] = float("nan")
         return x, y
 
-    monkeypatch.setattr(train.Batches, "fill", poisoned)
+    monkeypatch.setattr(loop.Batches, "fill", poisoned)
     code = run_train(["--epochs", "2", "--out", str(tmp_path / "nan")])
     assert code == 1
     err = capsys.readouterr().err
@@ -117,10 +125,10 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monk
 
 
 def test_existing_run_folder_is_not_overwritten(trained_run, capsys):
-    before = {name: os.path.getmtime(os.path.join(trained_run, name)) for name in checkpoint.RUN_FILES}
+    before = {name: os.path.getmtime(os.path.join(trained_run, name)) for name in runs.RUN_FILES}
     assert train.main(["--out", trained_run, "--epochs", "1"]) == 1
     assert "already holds a run" in capsys.readouterr().err
-    assert before == {name: os.path.getmtime(os.path.join(trained_run, name)) for name in checkpoint.RUN_FILES}
+    assert before == {name: os.path.getmtime(os.path.join(trained_run, name)) for name in runs.RUN_FILES}
 
 
 def test_checkpoint_that_is_not_ours(tmp_path):
@@ -140,7 +148,7 @@ def test_checkpoints_load_with_weights_only(trained_run):
 
 def test_analyze_cli_rewrites_the_study(trained_run, offline_env):
     os.remove(os.path.join(trained_run, "tsne.png"))
-    assert analysis.main([trained_run, "--tsne-samples", "100"]) == 0
+    assert analyze.main([trained_run, "--tsne-samples", "100"]) == 0
     assert os.path.isfile(os.path.join(trained_run, "tsne.png"))
 
 
@@ -155,13 +163,16 @@ def test_cli_help():
     assert "(default: 20)" in cli("lenet_ext.train", "--help").stdout
 
 
-@pytest.mark.parametrize("args,words", [
-    (["--epochs", "0"], "--epochs must be >= 1"),
-    (["--lr", "-1"], "--lr must be a positive number"),
-    (["--impl", "cudnn"], "invalid choice"),
-    (["--batch-size", "ten"], "invalid int value"),
-    (["--shift", "20"], "--shift must be in 0..8"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--lr", "-1"], "--lr must be a positive number"),
+        (["--impl", "cudnn"], "invalid choice"),
+        (["--batch-size", "ten"], "invalid int value"),
+        (["--shift", "20"], "--shift must be in 0..8"),
+    ],
+)
 def test_cli_bad_flags(args, words):
     proc = cli("lenet_ext.train", *args)
     assert proc.returncode == 2 and words in proc.stderr
@@ -170,13 +181,14 @@ def test_cli_bad_flags(args, words):
 def test_tensorboard_scalars_and_embedding(tmp_path, offline_env):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     run = tmp_path / "tb"
     assert run_train(["--epochs", "2", "--seed", "4", "--out", str(run), "--tensorboard"]) == 0
     events = EventAccumulator(str(run / "tensorboard")).Reload()
     tags = events.Tags()["scalars"]
     assert {"loss/train", "loss/valid", "loss/test", "acc/test", "lr"} <= set(tags)
     assert [e.step for e in events.Scalars("acc/test")] == [1, 2]
-    history = checkpoint.read_metrics(str(run))
+    history = runs.read_metrics(str(run))
     assert abs(events.Scalars("acc/test")[-1].value - history[-1]["test_acc"]) < 1e-6
     projector = run / "tensorboard" / "projector_config.pbtxt"
     assert projector.exists() and "sprite" in projector.read_text()
@@ -188,11 +200,11 @@ def test_tensorboard_scalars_and_embedding(tmp_path, offline_env):
 def test_time_to_target_fields(tmp_path, offline_env, capsys):
     reached, missed = tmp_path / "reached", tmp_path / "missed"
     assert run_train(["--epochs", "3", "--seed", "5", "--out", str(reached), "--target-acc", "0.3"]) == 0
-    history = checkpoint.read_metrics(str(reached))
+    history = runs.read_metrics(str(reached))
     first = next(r for r in history if r["test_acc"] >= 0.3)
     summary = json.load(open(reached / "summary.json"))
     assert summary["target_acc"] == 0.3 and summary["reached_target_epoch"] == first["epoch"]
-    assert summary["seconds_to_target"] == pytest.approx(sum(r["epoch_s"] for r in history[:first["epoch"]]))
+    assert summary["seconds_to_target"] == pytest.approx(sum(r["epoch_s"] for r in history[: first["epoch"]]))
     assert f"reached at epoch {first['epoch']}" in capsys.readouterr().out
     assert run_train(["--epochs", "2", "--seed", "5", "--out", str(missed), "--target-acc", "0.999"]) == 0
     summary = json.load(open(missed / "summary.json"))
@@ -202,8 +214,9 @@ def test_time_to_target_fields(tmp_path, offline_env, capsys):
 
 def test_stop_at_target(tmp_path, offline_env):
     run = tmp_path / "stop"
-    assert run_train(["--epochs", "6", "--seed", "5", "--out", str(run), "--target-acc", "0.3",
-                      "--stop-at-target"]) == 0
+    assert (
+        run_train(["--epochs", "6", "--seed", "5", "--out", str(run), "--target-acc", "0.3", "--stop-at-target"]) == 0
+    )
     summary = json.load(open(run / "summary.json"))
     assert summary["stopped_at_target"] and summary["epochs_done"] == summary["reached_target_epoch"] < 6
 
@@ -212,7 +225,8 @@ def test_progress_reads_device_totals_without_waiting(offline_env):
     """The GPU loop's bookkeeping, run on the CPU: totals accumulate on the device, snapshots are
     read back when ready, and the epoch's totals equal an independent count."""
     from lenet_ext import data as data_mod
-    progress = train.Progress(torch.device("cpu"), train.Dist())
+
+    progress = loop.Progress(torch.device("cpu"), Dist())
     assert progress.latest() is None
     logits, labels = torch.randn(5, 10), torch.tensor([0, 1, 2, 3, 4])
     loss = torch.nn.functional.cross_entropy(logits, labels)
@@ -222,7 +236,7 @@ def test_progress_reads_device_totals_without_waiting(offline_env):
     progress.add(loss, logits, labels, 5.0)
     assert progress.final(10)[2] == 10 and progress.final(10)[0] == pytest.approx(10 * loss.item())
     ds = data_mod.load(log=lambda m: None)
-    batches = train.Batches(ds.train, 2, 64)
+    batches = loop.Batches(ds.train, 2, 64)
     order, offsets = torch.randperm(len(ds.train)), torch.randint(0, 5, (2, len(ds.train)))
     batches.start(order, offsets)
     x, y = batches.fill(10, 74)
@@ -254,9 +268,11 @@ def test_metrics_of_a_history_whose_rows_gained_a_column(tmp_path):
     lack it; metrics.csv gets every column, the old rows' cells empty, and the JSON lines as they were."""
     old = {"epoch": 1, "train_loss": 0.5, "test_acc": 0.9}
     new = {"epoch": 2, "train_loss": 0.25, "test_acc": float("nan"), "wall_s": 3.5}
-    checkpoint.write_metrics(str(tmp_path), [old, new])
+    runs.write_metrics(str(tmp_path), [old, new])
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert rows == [{"epoch": "1", "train_loss": "0.5", "test_acc": "0.9", "wall_s": ""},
-                    {"epoch": "2", "train_loss": "0.25", "test_acc": "", "wall_s": "3.5"}]
+    assert rows == [
+        {"epoch": "1", "train_loss": "0.5", "test_acc": "0.9", "wall_s": ""},
+        {"epoch": "2", "train_loss": "0.25", "test_acc": "", "wall_s": "3.5"},
+    ]
     lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert lines == [old, {**new, "test_acc": None}]

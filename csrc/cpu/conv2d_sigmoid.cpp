@@ -23,6 +23,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../tensors.h"
 #include "common.h"
 #include "kernels.h"
 
@@ -90,7 +91,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
     }
     const int64_t K = s.K();
     const int64_t chunks = num_chunks(s.N);
-    const int64_t part_size = s.O * K + s.O;  // private dw then db, per chunk
+    const int64_t part_size = s.O * K + s.O;        // private dw then db, per chunk
     Scratch<scalar_t> partial(chunks * part_size);  // zeroed chunk by chunk, by the thread that takes it
     parallel_chunks(s.N, chunks, [&](ChunkQueue& queue) {
       Scratch<scalar_t> scratch(conv_scratch_size<scalar_t>(s));
@@ -110,8 +111,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
   return {gx, gw, gb};
 }
 
-at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight,
-                              const c10::optional<at::Tensor>& bias, int64_t stride, int64_t padding) {
+at::Tensor conv2d_sigmoid_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                              int64_t stride, int64_t padding) {
   check_conv2d(input, weight, bias, stride, padding);
   return std::get<0>(forward(conv_shape(input, weight, stride, padding), input, weight, bias, /*pool=*/0));
 }
@@ -133,8 +134,7 @@ std::tuple<at::Tensor, at::Tensor> conv2d_sigmoid_pool_cpu(const at::Tensor& inp
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cpu(
     const at::Tensor& grad_pooled, const c10::optional<at::Tensor>& grad_activation, const at::Tensor& activation,
-    const at::Tensor& input, const at::Tensor& weight, int64_t padding, int64_t pool,
-    std::array<bool, 3> output_mask) {
+    const at::Tensor& input, const at::Tensor& weight, int64_t padding, int64_t pool, std::array<bool, 3> output_mask) {
   const ConvShape s =
       check_conv2d_sigmoid_pool_backward(grad_pooled, grad_activation, activation, input, weight, padding, pool);
   return backward(s, grad_activation.has_value() ? *grad_activation : at::Tensor(), grad_pooled, pool, activation,

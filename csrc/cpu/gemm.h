@@ -63,7 +63,7 @@ inline Vec<T> splat(T x) {
 template <typename T>
 inline T hsum(const Vec<T>& v) {
   T s = 0;
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int l = 0; l < kVecLen<T>; ++l) s += v[l];
   return s;
 }
@@ -96,8 +96,8 @@ inline void hsum4(const Vec<T>* v, T* out) {
     const Vec<T> t1 = LENET_EXT_SHUFFLE(v[2], v[3], 0, 8, 2, 10, 4, 12, 6, 14) +
                       LENET_EXT_SHUFFLE(v[2], v[3], 1, 9, 3, 11, 5, 13, 7, 15);
     // (v0 lanes 0-3, v1 0-3, v2 0-3, v3 0-3, then the same of lanes 4-7)
-    const Vec<T> u = LENET_EXT_SHUFFLE(t0, t1, 0, 1, 8, 9, 4, 5, 12, 13) +
-                     LENET_EXT_SHUFFLE(t0, t1, 2, 3, 10, 11, 6, 7, 14, 15);
+    const Vec<T> u =
+        LENET_EXT_SHUFFLE(t0, t1, 0, 1, 8, 9, 4, 5, 12, 13) + LENET_EXT_SHUFFLE(t0, t1, 2, 3, 10, 11, 6, 7, 14, 15);
     const Vec<T> w = u + LENET_EXT_SHUFFLE(u, u, 4, 5, 6, 7, 0, 1, 2, 3);
     for (int i = 0; i < 4; ++i) out[i] = w[i];
   } else {
@@ -132,16 +132,16 @@ inline void dot_block(const T* a, int64_t lda, const T* const* b, int64_t K, T* 
   int64_t k = 0;
   for (; k + L <= K; k += L) {
     Vec<T> av[MR];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int m = 0; m < MR; ++m) av[m] = load(a + m * lda + k);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Vec<T> bv = load(b[r] + k);
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int m = 0; m < MR; ++m) acc[m][r] += av[m] * bv;
     }
   }
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int m = 0; m < MR; ++m) {
     T sums[R];
     if constexpr (R == 4) {
@@ -149,7 +149,7 @@ inline void dot_block(const T* a, int64_t lda, const T* const* b, int64_t K, T* 
     } else {
       for (int r = 0; r < R; ++r) sums[r] = hsum<T>(acc[m][r]);
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       T sum = sums[r];
       for (int64_t t = k; t < K; ++t) sum += a[m * lda + t] * b[r][t];
@@ -160,8 +160,7 @@ inline void dot_block(const T* a, int64_t lda, const T* const* b, int64_t K, T* 
 
 // MR rows of C: C[m, n] (+)= dot(A row m, B(n)), N columns, 4 at a time.
 template <typename T, int MR, typename Rows>
-inline void abt_rows(int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C, int64_t ldc,
-                     bool accumulate) {
+inline void abt_rows(int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C, int64_t ldc, bool accumulate) {
   T s[MR * 4];
   int64_t n = 0;
   for (; n + 4 <= N; n += 4) {
@@ -181,8 +180,8 @@ inline void abt_rows(int64_t N, int64_t K, const T* A, int64_t lda, const Rows& 
 // Dot-product form: the reduction runs along contiguous rows of A and B.
 // Overwrites C unless `accumulate`.
 template <typename T, typename Rows>
-inline void gemm_abt_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C,
-                          int64_t ldc, bool accumulate) {
+inline void gemm_abt_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C, int64_t ldc,
+                          bool accumulate) {
   int64_t m = 0;
   for (; m + 3 <= M; m += 3) abt_rows<T, 3>(N, K, A + m * lda, lda, B, C + m * ldc, ldc, accumulate);
   for (; m < M; ++m) abt_rows<T, 1>(N, K, A + m * lda, lda, B, C + m * ldc, ldc, accumulate);
@@ -277,10 +276,17 @@ inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const AOp& A, const Rows&
   }
   for (; m + 4 <= M; m += 4) axpy_rows<T, 4>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate);
   switch (M - m) {
-    case 3: axpy_rows<T, 3>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate); break;
-    case 2: axpy_rows<T, 2>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate); break;
-    case 1: axpy_rows<T, 1>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate); break;
-    default: break;
+    case 3:
+      axpy_rows<T, 3>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate);
+      break;
+    case 2:
+      axpy_rows<T, 2>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate);
+      break;
+    case 1:
+      axpy_rows<T, 1>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate);
+      break;
+    default:
+      break;
   }
 }
 

@@ -33,8 +33,8 @@ struct CpuKernels {
   // y[n] = sigmoid(conv(x[n], w) + b) for images [n0, n1), and, when `pooled` is not null,
   // pooled[n] = its average over pool x pool windows (stride pool, floor: (O, OH/pool, OW/pool)).
   // scratch: conv_scratch_size(s) values, whatever the number of images.
-  void (*conv_forward)(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
-                       T* scratch, int64_t pool, T* pooled);
+  void (*conv_forward)(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1, T* scratch,
+                       int64_t pool, T* pooled);
   // For images [n0, n1): gx[n] written (if gx), dw and db added to (if not null). The gradient
   // reaching y is gy (if not null) plus, if gpool is not null, gpool spread back over its pooling
   // windows (pool x pool, divided by pool^2). scratch: conv_scratch_size(s) values.

@@ -43,7 +43,7 @@ inline Vec<float> exp_vec(Vec<float> x) {
   x = x > splat(88.3762626647949f) ? splat(88.3762626647949f) : x;
   x = x < splat(-87.3365447505531f) ? splat(-87.3365447505531f) : x;
   const Vec<float> shifted = x * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23 + n
-  const Vec<float> fx = shifted - 12582912.0f;                          // n
+  const Vec<float> fx = shifted - 12582912.0f;                        // n
   x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
   const Vec<float> z = x * x;
   Vec<float> y = splat(1.9875691500e-4f);
@@ -245,8 +245,10 @@ inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
   using Mask = LaneMask<T>;
   if constexpr (L == 8)
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14);
-  else if constexpr (L == 4) return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);
-  else return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2);
+  else if constexpr (L == 4)
+    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);
+  else
+    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2);
 }
 
 // dst[j * ldd + i] = src[i * lds + j] for an L x L block: for 8 floats (AVX), in three rounds of
@@ -363,9 +365,12 @@ void avg_pool_channels(const T* z, T* out, int64_t O, int64_t OH, int64_t OW, in
 template <typename T>
 inline Vec<T> load_pairs(const T* p) {
   constexpr int L = kVecLen<T>;
-  if constexpr (L == 8) return Vec<T>{p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3]};
-  else if constexpr (L == 4) return Vec<T>{p[0], p[0], p[1], p[1]};
-  else if constexpr (L == 2) return Vec<T>{p[0], p[0]};
+  if constexpr (L == 8)
+    return Vec<T>{p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3]};
+  else if constexpr (L == 4)
+    return Vec<T>{p[0], p[0], p[1], p[1]};
+  else if constexpr (L == 2)
+    return Vec<T>{p[0], p[0]};
   else {
     Vec<T> v{};
     for (int l = 0; l < L; ++l) v[l] = p[l / 2];
@@ -383,7 +388,13 @@ struct Upstream {
   T scale;
 
   Upstream(const ConvShape& s, const T* gy_, const T* gpool_, int64_t pool_)
-      : gy(gy_), gpool(gpool_), pool(pool_ > 0 ? pool_ : 1), OH(s.OH), OW(s.OW), PH(s.OH / pool), PW(s.OW / pool),
+      : gy(gy_),
+        gpool(gpool_),
+        pool(pool_ > 0 ? pool_ : 1),
+        OH(s.OH),
+        OW(s.OW),
+        PH(s.OH / pool),
+        PW(s.OW / pool),
         scale(T(1) / T(pool * pool)) {}
 
   // g[ow] = (gradient reaching y[o, oh, ow]) * y * (1 - y) for one output row (y_row: its OW
@@ -476,9 +487,8 @@ void pad_image(const ConvShape& s, const T* x, T* xpad) {
 
 // y null (lenet5_forward's inference): only `pooled` is written.
 template <typename T>
-__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b,
-                                                          T* y, int64_t n0, int64_t n1, T* scratch, int64_t pool,
-                                                          T* pooled) {
+__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y,
+                                                          int64_t n0, int64_t n1, T* scratch, int64_t pool, T* pooled) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
   if (s.O % kVecLen<T> == 0) {
@@ -623,8 +633,8 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
 }
 
 template <typename T>
-void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1,
-                  T* scratch, int64_t pool, T* pooled) {
+void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1, T* scratch,
+                  int64_t pool, T* pooled) {
   const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W;
   if (s.whole_input()) {  // P = 1: the chunk's outputs (n, O) are a dense layer's
     dense_forward(n1 - n0, K, s.O, x + n0 * image, w, b, y + n0 * s.O, /*apply_sigmoid=*/true);
@@ -633,8 +643,8 @@ void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, 
     return;
   }
   if (s.wide()) return conv_forward_wide(s, x, w, b, y, n0, n1, scratch, pool, pooled);
-  T* col = scratch;         // K x Pp
-  T* out = col + K * Pp;    // O x Pp, when P is not a whole number of vectors
+  T* col = scratch;       // K x Pp
+  T* out = col + K * Pp;  // O x Pp, when P is not a whole number of vectors
   for (int64_t n = n0; n < n1; ++n) {
     T* yn = y + n * s.O * P;
     im2col(s, x + n * image, col, Pp);
@@ -654,9 +664,9 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
                    T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch) {
   const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W, plane = s.O * P;
   if (s.wide()) return conv_backward_wide(s, gy, gpool, pool, y, x, w, gx, dw, db, n0, n1, scratch);
-  T* g = scratch;           // O x Pp, zero past P
-  T* col = g + s.O * Pp;    // K x Pp
-  T* dcol = col + K * Pp;   // K x Pp
+  T* g = scratch;          // O x Pp, zero past P
+  T* col = g + s.O * Pp;   // K x Pp
+  T* dcol = col + K * Pp;  // K x Pp
   const int64_t pooled_plane = pool > 0 ? s.pooled_image(pool) : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const Upstream<T> up(s, gy ? gy + n * plane : nullptr, gpool ? gpool + n * pooled_plane : nullptr, pool);
@@ -695,9 +705,9 @@ void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0,
   constexpr int64_t B = kLeNetBlock, G = kLeNetGroup;
   T* conv_scratch = scratch;
   T* s2 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 14 x 14
-  T* s4 = s2 + B * 6 * 14 * 14;                           // G x 400
-  T* h5 = s4 + G * 400;                                   // G x 120
-  T* h6 = h5 + G * 120;                                   // G x 84
+  T* s4 = s2 + B * 6 * 14 * 14;                          // G x 400
+  T* h5 = s4 + G * 400;                                  // G x 120
+  T* h6 = h5 + G * 120;                                  // G x 84
   for (int64_t g0 = n0; g0 < n1; g0 += G) {
     const int64_t rows = n1 - g0 < G ? n1 - g0 : G;
     // Blocks of B images: the per-call set-up of a convolution (offset tables, the transposed
@@ -715,7 +725,7 @@ void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0,
 
 template <typename T>
 CpuKernels<T> make_kernels() {
-  return {&conv_forward<T>,  &conv_backward<T>,     &dense_forward<T>,
+  return {&conv_forward<T>,     &conv_backward<T>,     &dense_forward<T>,
           &dense_input_grad<T>, &dense_weight_grad<T>, &lenet5_forward<T>};
 }
 

@@ -8,6 +8,7 @@
 #include <array>
 
 #include "../checks.h"
+#include "../tensors.h"
 #include "common.h"
 #include "kernels.h"
 
@@ -29,8 +30,8 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, c
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_forward_cpu", [&] {
     auto ptr = [&](int i) { return params[i].const_data_ptr<scalar_t>(); };
-    const LeNet5Params<scalar_t> p{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), ptr(6), ptr(7), ptr(8), ptr(9),
-                                   classes};
+    const LeNet5Params<scalar_t> p{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5),
+                                   ptr(6), ptr(7), ptr(8), ptr(9), classes};
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* lp = logits.mutable_data_ptr<scalar_t>();
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();

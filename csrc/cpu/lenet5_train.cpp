@@ -30,12 +30,11 @@ Outputs lenet5_train_forward_cpu(const at::Tensor& images, const at::Tensor& c1w
                                  const at::Tensor& c3w, const at::Tensor& c3b, const at::Tensor& c5w,
                                  const at::Tensor& c5b, const at::Tensor& f6w, const at::Tensor& f6b,
                                  const at::Tensor& outw, const at::Tensor& outb) {
-  static const auto conv_pool = op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                      const OptTensor&, int64_t, int64_t)>(
-      "lenet_ext::conv2d_sigmoid_pool");
-  static const auto conv =
-      op<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, int64_t, int64_t)>(
-          "lenet_ext::conv2d_sigmoid");
+  static const auto conv_pool =
+      op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const OptTensor&, int64_t, int64_t)>(
+          "lenet_ext::conv2d_sigmoid_pool");
+  static const auto conv = op<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, int64_t, int64_t)>(
+      "lenet_ext::conv2d_sigmoid");
   static const auto linear =
       op<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, bool)>("lenet_ext::linear");
   check_lenet5_args(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
@@ -52,13 +51,14 @@ ParamGrads lenet5_train_backward_cpu(const at::Tensor& grad_logits, const at::Te
                                      const at::Tensor& c5, const at::Tensor& f6, const at::Tensor& c1w,
                                      const at::Tensor& c3w, const at::Tensor& c5w, const at::Tensor& f6w,
                                      const at::Tensor& outw, bool images_grad) {
-  static const auto pool_bwd = op<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
-                                        const at::Tensor&, int64_t, int64_t, std::array<bool, 3>)>(
-      "lenet_ext::conv2d_sigmoid_pool_backward");
+  static const auto pool_bwd =
+      op<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
+               int64_t, std::array<bool, 3>)>("lenet_ext::conv2d_sigmoid_pool_backward");
   static const auto conv_bwd = op<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                         int64_t, int64_t, std::array<bool, 3>)>("lenet_ext::conv2d_sigmoid_backward");
-  static const auto linear_bwd = op<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
-                                          bool, std::array<bool, 3>)>("lenet_ext::linear_backward");
+  static const auto linear_bwd =
+      op<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&, bool, std::array<bool, 3>)>(
+          "lenet_ext::linear_backward");
   check_floating(images, "images");
   TORCH_CHECK_VALUE(images.dim() == 4, "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
   const int64_t N = images.size(0);

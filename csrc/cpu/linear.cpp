@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../tensors.h"
 #include "common.h"
 #include "kernels.h"
 
@@ -48,9 +49,11 @@ at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   return y;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(
-    const at::Tensor& grad_output, const c10::optional<at::Tensor>& output, const at::Tensor& input,
-    const at::Tensor& weight, bool apply_sigmoid, std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(const at::Tensor& grad_output,
+                                                                   const c10::optional<at::Tensor>& output,
+                                                                   const at::Tensor& input, const at::Tensor& weight,
+                                                                   bool apply_sigmoid,
+                                                                   std::array<bool, 3> output_mask) {
   check_linear_backward(grad_output, output, input, weight, apply_sigmoid);
   const int64_t M = leading_rows(input), K = weight.size(1), O = weight.size(0);
   const auto [need_input, need_weight, need_bias] = output_mask;

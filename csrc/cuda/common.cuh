@@ -1,9 +1,9 @@
 // Host-side helpers of the CUDA ops (stream, guard, launch checks) and the device helpers.
 #pragma once
 
-#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "device.cuh"
 

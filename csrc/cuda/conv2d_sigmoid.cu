@@ -11,6 +11,7 @@
 
 #include "../checks.h"
 #include "../flags.h"
+#include "../tensors.h"
 #include "common.cuh"
 #include "conv_kernels.cuh"
 
@@ -29,8 +30,8 @@ T* maybe(at::Tensor& t) {
   return t.defined() ? t.mutable_data_ptr<T>() : nullptr;
 }
 
-at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight,
-                               const c10::optional<at::Tensor>& bias, int64_t stride, int64_t padding) {
+at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                               int64_t stride, int64_t padding) {
   check_conv2d(input, weight, bias, stride, padding);
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor x = input.contiguous();
@@ -41,9 +42,8 @@ at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_cuda", [&] {
     const ConvForward<scalar_t> f{s, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                  b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
-                                  y.mutable_data_ptr<scalar_t>()};
-    conv2d_sigmoid_forward(f, CudaLaunch{c10::cuda::getCurrentCUDAStream()}, cuda_kernels_v2());
+                                  b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>()};
+    conv2d_sigmoid_forward(f, CudaLaunch{c10::cuda::getCurrentCUDAStream()}, cuda_kernels() == CudaKernels::v2);
   });
   return y;
 }
@@ -62,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cuda(
   std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  const bool v2 = cuda_kernels_v2();
+  const bool v2 = cuda_kernels() == CudaKernels::v2;
   at::Tensor partial = conv_grad_partial(s, x, v2 && (need_weight || need_bias));
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_backward_cuda", [&] {

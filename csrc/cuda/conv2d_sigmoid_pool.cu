@@ -24,6 +24,7 @@
 
 #include "../checks.h"
 #include "../flags.h"
+#include "../tensors.h"
 #include "common.cuh"
 #include "conv_kernels.cuh"
 
@@ -57,8 +58,7 @@ std::tuple<at::Tensor, at::Tensor> conv2d_sigmoid_pool_cuda(const at::Tensor& in
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cuda(
     const at::Tensor& grad_pooled, const OptTensor& grad_activation, const at::Tensor& activation,
-    const at::Tensor& input, const at::Tensor& weight, int64_t padding, int64_t pool,
-    std::array<bool, 3> output_mask) {
+    const at::Tensor& input, const at::Tensor& weight, int64_t padding, int64_t pool, std::array<bool, 3> output_mask) {
   const ConvShape s =
       check_conv2d_sigmoid_pool_backward(grad_pooled, grad_activation, activation, input, weight, padding, pool);
   const c10::cuda::CUDAGuard guard(input.device());
@@ -71,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cuda
   at::Tensor gx, gw, gb;
   std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
-  const bool v2 = cuda_kernels_v2();
+  const bool v2 = cuda_kernels() == CudaKernels::v2;
   at::Tensor partial = v2 && (need_weight || need_bias) && !s.whole_input()
                            ? at::empty({conv_grad_chunks(s) * conv_grad_elements(s)}, x.options())
                            : at::Tensor();

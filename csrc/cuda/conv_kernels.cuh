@@ -20,8 +20,8 @@ namespace lenet_ext {
 namespace cuda {
 
 template <typename T>
-__global__ void conv2d_sigmoid_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                              const T* __restrict__ b, T* __restrict__ y, ConvShape s) {
+__global__ void conv2d_sigmoid_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                                              T* __restrict__ y, ConvShape s) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t total = s.N * s.O * s.OH * s.OW;
   if (idx >= total) return;
@@ -97,8 +97,7 @@ __global__ void conv2d_grad_weight_kernel(const T* __restrict__ g, const T* __re
 
 // One block per output channel: db[o] = sum over (n, q) of g.
 template <typename T>
-__global__ void conv2d_grad_bias_kernel(const T* __restrict__ g, T* __restrict__ db, int64_t N, int64_t O,
-                                        int64_t P) {
+__global__ void conv2d_grad_bias_kernel(const T* __restrict__ g, T* __restrict__ db, int64_t N, int64_t O, int64_t P) {
   const int64_t o = blockIdx.x;
   T acc = 0;
   for (int64_t t = threadIdx.x; t < N * P; t += blockDim.x) acc += g[(t / P * O + o) * P + t % P];
@@ -268,8 +267,8 @@ void conv2d_sigmoid_forward(const ConvForward<T>& f, Launch&& launch, bool v2) {
     const int64_t threads = s.N * ((s.O + kGroup - 1) / kGroup) * s.OH * s.OW;
     launch(conv2d_sigmoid_forward_kernel2<T>, dim3(blocks_for(threads)), dim3(kThreads), f.x, f.w, f.b, f.y, s);
   } else {
-    launch(conv2d_sigmoid_forward_kernel<T>, dim3(blocks_for(s.N * s.O * s.OH * s.OW)), dim3(kThreads), f.x, f.w,
-           f.b, f.y, s);
+    launch(conv2d_sigmoid_forward_kernel<T>, dim3(blocks_for(s.N * s.O * s.OH * s.OW)), dim3(kThreads), f.x, f.w, f.b,
+           f.y, s);
   }
 }
 
@@ -303,16 +302,17 @@ void conv2d_backward_from_g(const ConvBackward<T>& b, Launch&& launch, bool v2) 
   if (v2) {
     const int64_t chunks = conv_grad_chunks(s), E = conv_grad_elements(s);
     if (chunks > 0) {
-      launch(conv2d_grad_params_partial_kernel<T>, dim3(static_cast<unsigned int>(E), static_cast<unsigned int>(chunks)),
-             dim3(kThreads), b.g, b.x, b.partial, s, conv_grad_chunk(s));
+      launch(conv2d_grad_params_partial_kernel<T>,
+             dim3(static_cast<unsigned int>(E), static_cast<unsigned int>(chunks)), dim3(kThreads), b.g, b.x, b.partial,
+             s, conv_grad_chunk(s));
     }
-    launch(conv2d_grad_params_reduce_kernel<T>, dim3(blocks_for(E)), dim3(kThreads),
-           static_cast<const T*>(b.partial), chunks, E, E - s.O, b.gw, b.gb);
+    launch(conv2d_grad_params_reduce_kernel<T>, dim3(blocks_for(E)), dim3(kThreads), static_cast<const T*>(b.partial),
+           chunks, E, E - s.O, b.gw, b.gb);
     return;
   }
   if (b.gw != nullptr) {
-    launch(conv2d_grad_weight_kernel<T>, dim3(static_cast<unsigned int>(s.O * s.C * s.KH * s.KW)), dim3(kThreads),
-           b.g, b.x, b.gw, s);
+    launch(conv2d_grad_weight_kernel<T>, dim3(static_cast<unsigned int>(s.O * s.C * s.KH * s.KW)), dim3(kThreads), b.g,
+           b.x, b.gw, s);
   }
   if (b.gb != nullptr) {
     launch(conv2d_grad_bias_kernel<T>, dim3(static_cast<unsigned int>(s.O)), dim3(kThreads), b.g, b.gb, s.N, s.O,
@@ -329,10 +329,10 @@ void conv2d_backward_from_g(const ConvBackward<T>& b, Launch&& launch, bool v2) 
 
 template <typename T>
 __global__ void conv2d_sigmoid_pool_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                                   const T* __restrict__ b, T* __restrict__ act,
-                                                   T* __restrict__ pooled, ConvShape s, int64_t pool) {
+                                                   const T* __restrict__ b, T* __restrict__ act, T* __restrict__ pooled,
+                                                   ConvShape s, int64_t pool) {
   const int64_t WY = (s.OH + pool - 1) / pool, WX = (s.OW + pool - 1) / pool;  // windows per row / column
-  const int64_t PH = s.OH / pool, PW = s.OW / pool;                              // pooled size
+  const int64_t PH = s.OH / pool, PW = s.OW / pool;                            // pooled size
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= s.N * s.O * WY * WX) return;
   const int64_t wx = idx % WX, wy = (idx / WX) % WY, o = (idx / (WX * WY)) % s.O, n = idx / (WX * WY * s.O);
@@ -370,9 +370,8 @@ __global__ void conv2d_sigmoid_pool_forward_kernel(const T* __restrict__ x, cons
 
 // g = (dpooled spread over its window / k^2 + dactivation) * a * (1 - a), one thread per activation.
 template <typename T>
-__global__ void pooled_sigmoid_grad_kernel(const T* __restrict__ gp, const T* __restrict__ ga,
-                                           const T* __restrict__ a, T* __restrict__ g, int64_t planes, int64_t OH,
-                                           int64_t OW, int64_t pool) {
+__global__ void pooled_sigmoid_grad_kernel(const T* __restrict__ gp, const T* __restrict__ ga, const T* __restrict__ a,
+                                           T* __restrict__ g, int64_t planes, int64_t OH, int64_t OW, int64_t pool) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= planes * OH * OW) return;
   const int64_t ow = idx % OW, oh = (idx / OW) % OH, plane = idx / (OW * OH);
@@ -382,7 +381,6 @@ __global__ void pooled_sigmoid_grad_kernel(const T* __restrict__ gp, const T* __
   const T y = a[idx];
   g[idx] = d * y * (T(1) - y);
 }
-
 
 // The launches of conv2d_sigmoid_pool's forward and backward, as templates over the launcher
 // (launch(kernel, grid, block, args...)): the op (conv2d_sigmoid_pool.cu) launches on the current
@@ -409,7 +407,7 @@ struct ConvPoolBackward {
   ConvShape s;
   int64_t pool;
   const T *gp, *ga, *a, *x, *w;  // ga may be null
-  T *g;                          // scratch (N, O, OH, OW)
+  T* g;                          // scratch (N, O, OH, OW)
   T *gx, *gw, *gb;               // null: not wanted
   T* partial;                    // v2's partial sums (see ConvBackward)
 };
@@ -419,8 +417,8 @@ void conv2d_sigmoid_pool_backward(const ConvPoolBackward<T>& b, Launch&& launch,
   const ConvShape& s = b.s;
   const int64_t acts = s.N * s.O * s.OH * s.OW;
   if (acts > 0) {
-    launch(pooled_sigmoid_grad_kernel<T>, dim3(blocks_for(acts)), dim3(kThreads), b.gp, b.ga, b.a, b.g, s.N * s.O,
-           s.OH, s.OW, b.pool);
+    launch(pooled_sigmoid_grad_kernel<T>, dim3(blocks_for(acts)), dim3(kThreads), b.gp, b.ga, b.a, b.g, s.N * s.O, s.OH,
+           s.OW, b.pool);
   }
   conv2d_backward_from_g(ConvBackward<T>{s, b.g, b.x, b.w, b.gx, b.gw, b.gb, b.partial}, launch, v2);
 }

@@ -11,9 +11,7 @@ namespace cuda {
 constexpr int kThreads = 256;
 
 // Blocks for one thread per element of an n-element output.
-inline unsigned int blocks_for(int64_t n) {
-  return static_cast<unsigned int>((n + kThreads - 1) / kThreads);
-}
+inline unsigned int blocks_for(int64_t n) { return static_cast<unsigned int>((n + kThreads - 1) / kThreads); }
 
 template <typename T>
 __device__ __forceinline__ T sigmoid(T z) {

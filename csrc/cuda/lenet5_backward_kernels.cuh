@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(kLeNetThreads)
     g1n[e] = d2[o * 196 + (oh / 2) * 14 + ow / 2] * T(0.25) * y * (T(1) - y);
   }
   if (gx == nullptr) return;  // the same for every thread of the block
-  __syncthreads();              // this block's g1 writes are visible to the whole block after it
+  __syncthreads();            // this block's g1 writes are visible to the whole block after it
   for (int e = tid; e < 784; e += blockDim.x) {
     const int ih = e / 28, iw = e % 28;
     T acc = 0;
@@ -125,11 +125,10 @@ __global__ void __launch_bounds__(kLeNetThreads)
 // column K sums g[n, j] (the bias).
 template <typename T>
 __global__ void lenet5_dense_grads_kernel(int64_t N, int64_t classes, const T* __restrict__ glogits,
-                                          const T* __restrict__ f6, const T* __restrict__ g6,
-                                          const T* __restrict__ c5, const T* __restrict__ g5,
-                                          const T* __restrict__ s4, T* __restrict__ gw_out, T* __restrict__ gb_out,
-                                          T* __restrict__ gw_f6, T* __restrict__ gb_f6, T* __restrict__ gw_c5,
-                                          T* __restrict__ gb_c5) {
+                                          const T* __restrict__ f6, const T* __restrict__ g6, const T* __restrict__ c5,
+                                          const T* __restrict__ g5, const T* __restrict__ s4, T* __restrict__ gw_out,
+                                          T* __restrict__ gb_out, T* __restrict__ gw_f6, T* __restrict__ gb_f6,
+                                          T* __restrict__ gw_c5, T* __restrict__ gb_c5) {
   int64_t j = blockIdx.x, rows, K;
   const T *g, *in;
   T *gw, *gb;
@@ -241,8 +240,8 @@ void lenet5_backward(const LeNet5Backward<T>& b, Launch&& launch) {
            dim3(static_cast<unsigned int>(kConvParams), static_cast<unsigned int>(chunks)), dim3(kThreads), b.N,
            b.images, b.g1, b.s2, b.g3, b.partial);
   }
-  launch(lenet5_conv_reduce_kernel<T>, dim3(blocks_for(kConvParams)), dim3(kThreads), b.partial, chunks, b.gw1,
-         b.gb1, b.gw3, b.gb3);
+  launch(lenet5_conv_reduce_kernel<T>, dim3(blocks_for(kConvParams)), dim3(kThreads), b.partial, chunks, b.gw1, b.gb1,
+         b.gw3, b.gb3);
 }
 
 }  // namespace cuda

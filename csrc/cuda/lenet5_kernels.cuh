@@ -43,8 +43,7 @@ struct LeNet5Acts {
 // pooled values to save_pooled (O, P, P), in global memory.
 template <typename T, int C, int IN, int O, bool kSave>
 __device__ __forceinline__ void conv5_sigmoid_pool2(const T* in, const T* __restrict__ w, const T* __restrict__ b,
-                                                    T* pooled, T* __restrict__ save_act,
-                                                    T* __restrict__ save_pooled) {
+                                                    T* pooled, T* __restrict__ save_act, T* __restrict__ save_pooled) {
   constexpr int OUT = IN - 4, P = OUT / 2;
   for (int item = threadIdx.x; item < O * P * P; item += blockDim.x) {
     const int o = item / (P * P), q = item % (P * P), ph = q / P, pw = q % P;
@@ -78,9 +77,8 @@ __device__ __forceinline__ void conv5_sigmoid_pool2(const T* in, const T* __rest
 }
 
 template <typename T, bool kSave>
-__global__ void __launch_bounds__(kLeNetThreads)
-    lenet5_forward_kernel(const T* __restrict__ images, LeNet5Weights<T> p, T* __restrict__ logits,
-                          LeNet5Acts<T> save) {
+__global__ void __launch_bounds__(kLeNetThreads) lenet5_forward_kernel(const T* __restrict__ images, LeNet5Weights<T> p,
+                                                                       T* __restrict__ logits, LeNet5Acts<T> save) {
   __shared__ T xs[32 * 32];
   __shared__ T s2[6 * 14 * 14];
   __shared__ T s4[16 * 5 * 5];

@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../tensors.h"
 #include "common.cuh"
 #include "lenet5_backward_kernels.cuh"
 #include "lenet5_kernels.cuh"
@@ -35,8 +36,7 @@ Outputs lenet5_train_forward_cuda(const at::Tensor& images, const at::Tensor& c1
   const int64_t N = images.size(0);
   TORCH_CHECK_VALUE(N <= 2147483647LL, "lenet_ext: at most 2^31 - 1 images per call, got ", N);
   const at::Tensor x = images.contiguous();
-  const std::array<at::Tensor, 10> w =
-      contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
+  const std::array<at::Tensor, 10> w = contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
   const auto opts = x.options();
   at::Tensor logits = at::empty({N, classes}, opts), c1 = at::empty({N, 6, 28, 28}, opts),
              s2 = at::empty({N, 6, 14, 14}, opts), c3 = at::empty({N, 16, 10, 10}, opts),
@@ -82,10 +82,12 @@ ParamGrads lenet5_train_backward_cuda(const at::Tensor& grad_logits, const at::T
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_train_backward_cuda", [&] {
     auto in = [](const at::Tensor& t) { return t.const_data_ptr<scalar_t>(); };
     auto out = [](at::Tensor& t) { return t.mutable_data_ptr<scalar_t>(); };
-    const LeNet5Backward<scalar_t> b{N, classes, in(go), in(x), in(a1), in(a2), in(a3), in(a4), in(a5), in(a6),
-                                     in(w1), in(w3), in(w5), in(w6), in(wo), out(g1), out(g3), out(g5), out(g6),
-                                     out(partial), images_grad ? out(gx) : nullptr, out(gw1), out(gb1), out(gw3),
-                                     out(gb3), out(gw5), out(gb5), out(gw6), out(gb6), out(gwo), out(gbo)};
+    const LeNet5Backward<scalar_t> b{
+        N,        classes,  in(go),   in(x),    in(a1),   in(a2),       in(a3),
+        in(a4),   in(a5),   in(a6),   in(w1),   in(w3),   in(w5),       in(w6),
+        in(wo),   out(g1),  out(g3),  out(g5),  out(g6),  out(partial), images_grad ? out(gx) : nullptr,
+        out(gw1), out(gb1), out(gw3), out(gb3), out(gw5), out(gb5),     out(gw6),
+        out(gb6), out(gwo), out(gbo)};
     lenet5_backward(b, CudaLaunch{stream});
   });
   return {gx, gw1, gb1, gw3, gb3, gw5, gb5, gw6, gb6, gwo, gbo};

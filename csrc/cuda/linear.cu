@@ -5,7 +5,7 @@
 //           dx[m, k] = sum_o g[m, o] * w[o, k]        one thread per input element
 //           dw[o, k] = sum_m g[m, o] * x[m, k]        one block per weight element, fixed-order reduction
 //           db[o]    = sum_m g[m, o]                  one block per output feature
-// No atomics: the same inputs give the same bits. With cuda_kernels_v2() (flags.h) the products
+// No atomics: the same inputs give the same bits. With cuda_kernels() == CudaKernels::v2 (flags.h) the products
 // run as tiled matrix products instead (product_kernels.cuh).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
@@ -18,6 +18,7 @@
 
 #include "../checks.h"
 #include "../flags.h"
+#include "../tensors.h"
 #include "common.cuh"
 #include "product_kernels.cuh"
 
@@ -84,7 +85,7 @@ at::Tensor linear_cuda(const at::Tensor& input, const at::Tensor& weight, const 
   at::Tensor y = at::empty(linear_output_size(input, O), x.options());
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_cuda", [&] {
-    if (cuda_kernels_v2()) {  // the tiled product (product_kernels.cuh)
+    if (cuda_kernels() == CudaKernels::v2) {  // the tiled product (product_kernels.cuh)
       dense_forward(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                     b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), M, K, O,
                     apply_sigmoid, CudaLaunch{c10::cuda::getCurrentCUDAStream()});
@@ -92,16 +93,17 @@ at::Tensor linear_cuda(const at::Tensor& input, const at::Tensor& weight, const 
     }
     linear_forward_kernel<scalar_t><<<blocks_for(M * O), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-        b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), M, K, O,
-        apply_sigmoid);
+        b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), M, K, O, apply_sigmoid);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cuda(
-    const at::Tensor& grad_output, const c10::optional<at::Tensor>& output, const at::Tensor& input,
-    const at::Tensor& weight, bool apply_sigmoid, std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cuda(const at::Tensor& grad_output,
+                                                                    const c10::optional<at::Tensor>& output,
+                                                                    const at::Tensor& input, const at::Tensor& weight,
+                                                                    bool apply_sigmoid,
+                                                                    std::array<bool, 3> output_mask) {
   check_linear_backward(grad_output, output, input, weight, apply_sigmoid);
   const int64_t M = leading_rows(input), K = weight.size(1), O = weight.size(0);
   const c10::cuda::CUDAGuard guard(input.device());
@@ -124,7 +126,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cuda(
           g.mutable_data_ptr<scalar_t>(), g.numel());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-    if (cuda_kernels_v2()) {  // the tiled products (product_kernels.cuh)
+    if (cuda_kernels() == CudaKernels::v2) {  // the tiled products (product_kernels.cuh)
       dense_backward(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                      need_input && gx.numel() > 0 ? gx.mutable_data_ptr<scalar_t>() : nullptr,
                      need_weight ? gw.mutable_data_ptr<scalar_t>() : nullptr,

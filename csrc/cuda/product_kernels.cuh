@@ -20,8 +20,8 @@ constexpr int kTile = 16;  // kTile^2 == kThreads
 
 template <typename T, bool kTransA, bool kTransB>
 __global__ void tiled_product_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int64_t M,
-                                  int64_t N, int64_t K, int64_t lda, int64_t ldb, const T* __restrict__ bias,
-                                  bool apply_sigmoid) {
+                                     int64_t N, int64_t K, int64_t lda, int64_t ldb, const T* __restrict__ bias,
+                                     bool apply_sigmoid) {
   __shared__ T As[kTile][kTile + 1];
   __shared__ T Bs[kTile][kTile + 1];
   const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile;
@@ -59,8 +59,7 @@ __global__ void tiled_product_kernel(const T* __restrict__ A, const T* __restric
 }
 
 inline dim3 product_grid(int64_t M, int64_t N) {
-  return dim3(static_cast<unsigned int>((M + kTile - 1) / kTile),
-              static_cast<unsigned int>((N + kTile - 1) / kTile));
+  return dim3(static_cast<unsigned int>((M + kTile - 1) / kTile), static_cast<unsigned int>((N + kTile - 1) / kTile));
 }
 
 // db[o] = sum_m g[m, o], one thread per o summing over m in order (coalesced across o).

@@ -1,0 +1,128 @@
+"""A training run's settings: TrainConfig, frozen, with the defaults of `python -m lenet_ext.train`,
+its validation, the flags that may change when a run is resumed, and reading it back from a
+checkpoint. A checkpoint stores it as a plain dict (to_dict()), so files stay readable without
+this class."""
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from . import data
+from .checkpoint import CheckpointError
+from .models import IMPLS, model_options
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+# t-SNE needs more points than its perplexity; the study and the experiments share this floor.
+MIN_TSNE_SAMPLES = 10
+
+# Flags that may be given with --resume: they change where or how the run computes, not what it
+# computes (--data-dir must hold the same data: checked by its fingerprint). Any other flag with
+# --resume is an error: a resumed run continues with the settings it was started with.
+RESUME_OVERRIDES = ("data_dir", "device", "threads", "no_plots", "cuda_graph", "tensorboard")
+
+# Settings a run made before they existed did not record: the values it ran with.
+LEGACY_DEFAULTS = {"bias": True, "c5": "conv", "target_acc": 0.99, "stop_at_target": False}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What a run computes. Field order is the order a checkpoint's "config" dict lists them."""
+
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+    impl: str = "ext"
+    epochs: int = 20
+    batch_size: int = 64
+    test_batch_size: int = 1000
+    lr: float = 1e-2
+    optimizer: str = "adam"
+    shift: int = 2
+    valid_size: Optional[int] = None
+    seed: int = 1
+    dry_run: bool = False
+    tsne_samples: int = 2000
+    bias: bool = True
+    c5: str = "conv"
+    target_acc: float = 0.99
+    stop_at_target: bool = False
+
+    @classmethod
+    def keys(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_args(cls, args) -> "TrainConfig":
+        """The settings of a parsed train command line (a dry run is one epoch; --data-dir absolute)."""
+        values = {k: getattr(args, k) for k in cls.keys()}
+        if values["data_dir"] is not None:
+            values["data_dir"] = os.path.abspath(values["data_dir"])
+        if values["dry_run"]:
+            values["epochs"] = 1
+        return cls(**values)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, saved: Dict[str, Any]) -> "TrainConfig":
+        """The settings recorded in a checkpoint (its "config" dict), checked: CheckpointError naming
+        the file if any is missing or invalid. Keys it does not know are dropped."""
+        values = {**LEGACY_DEFAULTS, **saved}
+        missing = [k for k in cls.keys() if k not in values]
+        if missing:
+            raise CheckpointError(f"{path}: its settings lack {', '.join(missing)}")
+        config = cls(**{k: values[k] for k in cls.keys()})
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: its settings are invalid ({exc})") from exc
+        return config
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "TrainConfig":
+        """ValueError with the flag's name and what was expected, for the first setting that is not
+        valid (from the command line or a checkpoint); the config itself when all are."""
+
+        def need(ok, message):
+            if not ok:
+                raise ValueError(message)
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("epochs", "batch_size", "test_batch_size", "tsne_samples", "seed"):
+            value = getattr(self, name)
+            need(is_int(value), f"--{name.replace('_', '-')} must be an integer, got {value!r}")
+        for name in ("epochs", "batch_size", "test_batch_size"):
+            need(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        need(
+            self.tsne_samples >= MIN_TSNE_SAMPLES,
+            f"--tsne-samples must be >= {MIN_TSNE_SAMPLES} (t-SNE needs more points than its perplexity), "
+            f"got {self.tsne_samples}",
+        )
+        lr = self.lr
+        need(
+            isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0,
+            f"--lr must be a positive number, got {lr}",
+        )
+        need(is_int(self.shift) and 0 <= self.shift <= 8, f"--shift must be in 0..8, got {self.shift}")
+        valid = self.valid_size
+        need(valid is None or (is_int(valid) and valid >= 0), f"--valid-size must be >= 0, got {valid}")
+        target = self.target_acc
+        need(
+            isinstance(target, (int, float)) and not isinstance(target, bool) and 0 < target <= 1,
+            f"--target-acc must be in (0, 1], got {target}",
+        )
+        need(self.dataset in data.DATASETS, f"--dataset must be one of {sorted(data.DATASETS)}")
+        need(self.impl in IMPLS, f"--impl must be one of {IMPLS}, got {self.impl!r}")
+        need(self.optimizer in OPTIMIZERS, f"--optimizer {self.optimizer!r} is unknown")
+        need(self.data_dir is None or isinstance(self.data_dir, str), "--data-dir must be a path")
+        model_options(self.to_dict())
+        return self
+
+
+DEFAULTS = TrainConfig()
