@@ -6,8 +6,9 @@ one process on one machine, and writes a markdown report with medians, ratios an
     python -m benchmarks.report --device cuda          # the same on the GPU
     python -m benchmarks.report --quick                # a fast smoke run (CI)
 
-The report goes to benchmarks/results/<device>-<date>.md (--out to change). Timings are
-medians over rounds; ext and torch alternate round by round so drift hits both alike.
+The report goes to benchmarks/results/<device>-<date>.md (--out to change), rewritten after
+every row, so a run cut short still leaves what it measured. Timings are medians over rounds;
+ext and torch alternate round by round so drift hits both alike.
 """
 
 import argparse
@@ -95,10 +96,23 @@ def machine_line(device):
     return f"CPU: {cpu}, {os.cpu_count()} cores ({flags}), torch threads {torch.get_num_threads()}"
 
 
-def run(args):
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def run(args, path=None):
+    """The report's text; with path, the file is rewritten after every row as well."""
     timer = Timer(args.device)
     lines = []
     say = lines.append
+
+    def flush():
+        if path is not None:
+            write_atomic(path, "\n".join(lines) + "\n")
+
     today = datetime.date.today().isoformat()
     say(f"# lenet_ext benchmarks, {args.device}, {today}")
     say("")
@@ -123,6 +137,7 @@ def run(args):
     say("speed-up = torch time / ext time (> 1: ours is faster). GFLOP/s counts multiply-adds as 2.")
     say("")
     compiled = args.device == "cuda" and not args.no_compile
+    compile_batches = set(args.compile_batches) if args.compile_batches else set(args.batches)
     if args.device == "cuda":
         v2 = lenet_ext.cuda_kernels() == "v2"
         say(
@@ -132,17 +147,19 @@ def run(args):
         if compiled:
             say(
                 '- compile: the torch twin under torch.compile(mode="reduce-overhead") (CUDA graphs); '
-                "vs compile = compile time / ext time"
+                f"vs compile = compile time / ext time; at batch {', '.join(map(str, sorted(compile_batches)))}"
             )
         say("")
     rows = {}
+    flush()
     for batch in args.batches:
+        with_compile = compiled and batch in compile_batches
         say(f"## batch {batch}")
         say("")
-        extra = " compile ms | vs compile |" if compiled else ""
+        extra = " compile ms | vs compile |" if with_compile else ""
         say("| case | ext ms | torch ms | speed-up | ext GFLOP/s | % of sgemm |" + extra)
-        say("|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if compiled else ""))
-        for case in all_cases(batch, args.device, compiled):
+        say("|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if with_compile else ""))
+        for case in all_cases(batch, args.device, with_compile):
             if args.only and not any(s in case.name for s in args.only):
                 continue
             fns = [case.ext, case.torch] + ([case.compiled] if case.compiled else [])
@@ -151,13 +168,14 @@ def run(args):
             gflops = case.flops / (ext_ms * 1e-3) / 1e9
             rows[(case.name, batch)] = (ext_ms, torch_ms)
             tail = ""
-            if compiled:
+            if with_compile:
                 tail = f" {times[2]:.4f} | {times[2] / ext_ms:.2f}x |" if case.compiled else " - | - |"
             say(
                 f"| {case.name} | {ext_ms:.4f} | {torch_ms:.4f} | {torch_ms / ext_ms:.2f}x | {gflops:.2f} | "
                 f"{100 * gflops / peak:.1f}% |" + tail
             )
             print(lines[-1], flush=True)
+            flush()
         say("")
     if args.device == "cpu" and not args.quick and (os.cpu_count() or 1) > 1:
         say("## threads (LeNet-5 training step, batch 256)")
@@ -194,24 +212,29 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="only cases whose name contains one of these words")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 2 short rounds, no file")
     parser.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile columns")
+    parser.add_argument(
+        "--compile-batches",
+        default=None,
+        help="CUDA: the batch sizes with torch.compile columns "
+        "(default: every batch); compiling takes tens of seconds a case",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the report")
     args = parser.parse_args(argv)
     args.argv = argv
     args.batches = [int(b) for b in args.batches.split(",")]
+    if args.compile_batches:
+        args.compile_batches = [int(b) for b in args.compile_batches.split(",")]
     if args.device == "cuda" and not (torch.cuda.is_available() and "cuda" in lenet_ext.backends()):
         parser.error("--device cuda needs a GPU and lenet_ext built with CUDA")
     if args.quick:
         args.batches, args.rounds, args.min_round_ms = [4], 2, 1.0
-    text, today = run(args)
     if args.quick:
-        print(text)
+        print(run(args)[0])
         return
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{args.device}-{today}.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    path = os.path.join(args.out, f"{args.device}-{datetime.date.today().isoformat()}.md")
+    text, _ = run(args, path)
+    write_atomic(path, text)
     print(text)
     print(f"written to {path}")
 

@@ -1,61 +1,27 @@
 // lenet_ext's newer CUDA kernels (the fused ops', the second-generation per-op kernels, and the
 // first-generation convolution kernels they share code with), run on the CPU: a test of their
-// arithmetic and indexing on a machine without a GPU (tests/test_cuda_emulated.py builds this with
-// torch.utils.cpp_extension).
+// arithmetic, indexing and synchronisation on a machine without a GPU (tests/test_cuda_emulated.py
+// builds this with torch.utils.cpp_extension, instrumented with -fsanitize=thread, and links
+// emulation_runtime.cpp's hooks in place of libtsan).
 //
-// The kernel headers are compiled as plain C++. A block's kThreads threads are fibers (ucontext)
-// on one host thread: each runs until its next __syncthreads(), which switches to the next fiber,
-// so every thread of the block reaches the barrier before any passes it, as on the GPU.
-// __shared__ variables are function statics (blocks run one after another, so each block has them
-// to itself); threadIdx and blockIdx are set as the fibers and blocks run. The launch sequences
-// are the ops' own (conv2d_sigmoid_pool_forward/backward, lenet5_backward: templates over the
-// launcher); only the argument checks and allocations here are this file's. What it cannot show:
-// timing, races that only real hardware would expose (compute-sanitizer racecheck covers those on
-// a GPU), and the device's own exp().
+// The kernel headers are compiled as plain C++ (emulation.h): a block's threads are fibers on one
+// host thread, switched at each __syncthreads(); blocks run one after another, each with fresh
+// shared memory. The launch sequences are the ops' own (conv2d_sigmoid_pool_forward/backward,
+// lenet5_backward: templates over the launcher); only the argument checks and allocations here
+// are this file's. Beside the results, every launch is checked for barriers in divergent code,
+// shared-memory races and reads of uninitialised shared memory, and the threads can run in
+// reversed or shuffled order (emulation.h). What it cannot show: timing, races through global
+// memory, and the device's own exp().
 #include <torch/extension.h>
-#include <ucontext.h>
 
 #include <cmath>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "emulation.h"
+
 using std::exp;
-
-struct dim3 {
-  unsigned int x, y, z;
-  constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
-};
-dim3 threadIdx, blockIdx, blockDim, gridDim;
-
-namespace emulation {
-struct Fiber {
-  ucontext_t context;
-  std::vector<char> stack;
-  bool done = true;
-};
-std::vector<Fiber> fibers;
-ucontext_t scheduler;
-unsigned int current = 0;
-const std::function<void()>* body = nullptr;
-
-inline void run_current() {
-  (*body)();
-  fibers[current].done = true;  // returning resumes the scheduler (uc_link)
-}
-}  // namespace emulation
-
-inline void __syncthreads() { swapcontext(&emulation::fibers[emulation::current].context, &emulation::scheduler); }
-template <typename T>
-inline T __ldg(const T* p) {
-  return *p;
-}
-
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-#define __shared__ static
 
 #include "../csrc/checks.h"
 #include "../csrc/cuda/conv_kernels.cuh"
@@ -69,35 +35,6 @@ namespace {
 using namespace lenet_ext;
 using namespace lenet_ext::cuda;
 
-// Runs body as one block of `threads` threads (fibers), to completion.
-void run_block(unsigned int threads, const std::function<void()>& body) {
-  using namespace emulation;
-  constexpr size_t kStack = 256 * 1024;
-  if (fibers.size() < threads) fibers.resize(threads);
-  emulation::body = &body;
-  for (unsigned int t = 0; t < threads; ++t) {
-    Fiber& f = fibers[t];
-    if (f.stack.empty()) f.stack.resize(kStack);
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack.data();
-    f.context.uc_stack.ss_size = f.stack.size();
-    f.context.uc_link = &scheduler;
-    makecontext(&f.context, run_current, 0);
-    f.done = false;
-  }
-  // Each round runs every unfinished thread up to its next barrier (or its end).
-  for (bool running = true; running;) {
-    running = false;
-    for (unsigned int t = 0; t < threads; ++t) {
-      if (fibers[t].done) continue;
-      current = t;
-      threadIdx = dim3(t);
-      swapcontext(&scheduler, &fibers[t].context);
-      running = running || !fibers[t].done;
-    }
-  }
-}
-
 struct Emulate {
   template <typename Kernel, typename... Args>
   void operator()(Kernel kernel, dim3 grid, dim3 blk, Args... args) const {
@@ -108,7 +45,7 @@ struct Emulate {
       for (unsigned int y = 0; y < grid.y; ++y)
         for (unsigned int x = 0; x < grid.x; ++x) {
           blockIdx = dim3(x, y, z);
-          run_block(blk.x, [&] { kernel(args...); });
+          emulation::run_block(blk.x, [&] { kernel(args...); });
         }
   }
 };
@@ -292,6 +229,68 @@ std::vector<at::Tensor> lenet5_train_backward(at::Tensor go, at::Tensor x, at::T
   return {gx, gw1, gb1, gw3, gb3, gw5, gb5, gw6, gb6, gwo, gbo};
 }
 
+// ------------------------------------------------------------------------------------------
+// Deliberately broken kernels: each breaks one rule, to prove the emulator catches it.
+
+// block_sum without the barrier between its tree steps: threads read partial sums that other
+// threads write in the same interval.
+template <typename T>
+__global__ void sum_without_barrier_kernel(const T* values, T* total) {
+  LENET_SHARED(T, partial, [kThreads]);
+  partial[threadIdx.x] = values[threadIdx.x];
+  __syncthreads();
+  for (int width = kThreads / 2; width > 0; width /= 2) {
+    if (static_cast<int>(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) *total = partial[0];
+}
+
+// A barrier only half the block reaches.
+template <typename T>
+__global__ void barrier_in_branch_kernel(const T* values, T* out) {
+  LENET_SHARED(T, buffer, [kThreads]);
+  buffer[threadIdx.x] = values[threadIdx.x];
+  if (threadIdx.x < kThreads / 2) __syncthreads();
+  out[threadIdx.x] = buffer[threadIdx.x];
+}
+
+// Reads the whole shared array after writing half of it.
+template <typename T>
+__global__ void uninitialised_read_kernel(const T* values, T* out) {
+  LENET_SHARED(T, buffer, [kThreads]);
+  if (threadIdx.x < kThreads / 2) buffer[threadIdx.x] = values[threadIdx.x];
+  __syncthreads();
+  out[threadIdx.x] = buffer[kThreads - 1 - threadIdx.x];
+}
+
+at::Tensor broken_kernel(const std::string& name, at::Tensor values) {
+  TORCH_CHECK(values.dim() == 1 && values.size(0) == kThreads && values.scalar_type() == at::kDouble,
+              "broken_kernel: values must be 256 doubles");
+  values = values.contiguous();
+  at::Tensor out = name == "sum_without_barrier" ? at::zeros({1}, values.options()) : at::zeros_like(values);
+  const double* v = values.const_data_ptr<double>();
+  double* o = out.mutable_data_ptr<double>();
+  if (name == "sum_without_barrier")
+    Emulate{}(sum_without_barrier_kernel<double>, dim3(1), dim3(kThreads), v, o);
+  else if (name == "barrier_in_branch")
+    Emulate{}(barrier_in_branch_kernel<double>, dim3(1), dim3(kThreads), v, o);
+  else if (name == "uninitialised_read")
+    Emulate{}(uninitialised_read_kernel<double>, dim3(1), dim3(kThreads), v, o);
+  else
+    TORCH_CHECK(false, "broken_kernel: unknown kernel ", name);
+  return out;
+}
+
+void set_thread_order(const std::string& order, int64_t seed) {
+  TORCH_CHECK(order == "index" || order == "reversed" || order == "shuffled",
+              "set_thread_order: order must be index, reversed or shuffled, got ", order);
+  emulation::set_thread_order(order == "index"      ? emulation::Order::index
+                              : order == "reversed" ? emulation::Order::reversed
+                                                    : emulation::Order::shuffled,
+                              static_cast<uint64_t>(seed));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -304,4 +303,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dense_backward", &dense_backward_op);
   m.def("lenet5_forward", &run_lenet5_forward, "(logits, c1, s2, c3, s4, c5, f6); activations only with save=True");
   m.def("lenet5_train_backward", &lenet5_train_backward);
+  m.def("broken_kernel", &broken_kernel,
+        "a deliberately broken kernel: sum_without_barrier, barrier_in_branch, "
+        "uninitialised_read");
+  m.def("set_thread_order", &set_thread_order, "the order of a block's threads: index, reversed or shuffled (seed)");
+  m.def("set_shared_checks", &emulation::set_shared_checks, "check shared memory for races and uninitialised reads");
 }

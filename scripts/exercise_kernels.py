@@ -1,9 +1,13 @@
 """Runs every lenet_ext kernel, forward and backward, once on small odd shapes and once at
 LeNet-5's shapes, on the given device, the fused ops' kernels (conv2d_sigmoid_pool,
-lenet5_forward, lenet5_train_forward/backward) included: the program compute-sanitizer checks in
+lenet5_forward, lenet5_train_forward/backward) included, under each CUDA kernel generation in
+turn (lenet_ext.cuda_kernels: v1, then v2): the program compute-sanitizer checks in
 scripts/gpu_check.sh (memcheck, racecheck, synccheck). Exits non-zero if a result disagrees with torch.
 
-    python scripts/exercise_kernels.py [--device cuda]
+    python scripts/exercise_kernels.py [--device cuda] [--dtypes float32] [--generations v1,v2]
+
+The sanitizers run it in float32 only (the kernels are the same templates in float64, and the
+sanitizers slow every launch down a hundredfold).
 """
 
 import argparse
@@ -16,12 +20,27 @@ from lenet_ext import ops
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
-    device = parser.parse_args().device
+    parser.add_argument("--dtypes", default="float32,float64", help="float32, float64 or both (default: both)")
+    parser.add_argument("--generations", default="v1,v2", help="CUDA kernel generations, in turn (default: v1,v2)")
+    args = parser.parse_args()
+    dtypes = [getattr(torch, name) for name in args.dtypes.split(",") if name in ("float32", "float64")]
+    generations = args.generations.split(",")
+    if not dtypes or any(g not in lenet_ext.CUDA_KERNELS for g in generations):
+        parser.error("--dtypes takes float32/float64 and --generations v1/v2, comma-separated")
     torch.backends.cudnn.allow_tf32 = False  # the reference in full float32, as ours
+    before = lenet_ext.cuda_kernels()
+    for generation in generations:
+        lenet_ext.cuda_kernels(generation)
+        exercise(args.device, dtypes)
+        print(f"generation {generation}: every kernel forward and backward, the fused ops' included, matches torch")
+    lenet_ext.cuda_kernels(before)
+
+
+def exercise(device, dtypes):
     torch.manual_seed(0)
-    for dtype in (torch.float32, torch.float64):
+    for dtype in dtypes:
         tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=1e-10, rtol=1e-8)
         for n, c, h, w, o, k, s, p in [
             (3, 2, 11, 9, 5, 3, 2, 1),
@@ -83,7 +102,6 @@ def main():
     ).backward()
     if device == "cuda":
         torch.cuda.synchronize()
-    print("exercised every kernel forward and backward, the fused ops' included: results match torch")
 
 
 if __name__ == "__main__":

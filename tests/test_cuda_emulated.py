@@ -21,20 +21,44 @@ F64 = dict(atol=1e-12, rtol=1e-10)
 
 pytestmark = pytest.mark.slow  # compiles the emulator (about a minute), then runs blocks of fibers
 
+# The emulated module is instrumented with -fsanitize=thread, whose hooks emulation_runtime.cpp
+# provides (checking shared memory) in place of libtsan; the runtime itself is not instrumented.
+INSTRUMENT = ["-fsanitize=thread", "--param", "tsan-instrument-func-entry-exit=0"]
+
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
+    import subprocess
+
     from torch.utils.cpp_extension import load
 
     build = os.environ.get("LENET_EXT_EMULATION_BUILD") or str(tmp_path_factory.mktemp("emulation-build"))
     os.makedirs(build, exist_ok=True)
-    return load(
+    runtime = os.path.join(build, "emulation_runtime.o")
+    subprocess.run(
+        [
+            os.environ.get("CXX", "c++"),
+            "-O2",
+            "-std=c++20",
+            "-fPIC",
+            "-c",
+            os.path.join(HERE, "..", "cpp_tests", "emulation_runtime.cpp"),
+            "-o",
+            runtime,
+        ],
+        check=True,
+    )
+    module = load(
         name="lenet_ext_cuda_emulation",
         sources=[os.path.join(HERE, "..", "cpp_tests", "cuda_emulation.cpp")],
-        extra_cflags=["-O2", "-std=c++20"],
+        extra_cflags=["-O2", "-std=c++20", *INSTRUMENT],
+        extra_ldflags=[runtime],
         build_directory=build,
         verbose=False,
     )
+    module.set_thread_order("index", 0)
+    module.set_shared_checks(True, True)
+    return module
 
 
 def tol(dtype):
@@ -217,3 +241,85 @@ def test_tiled_dense_products(emu, m, k, o, dtype):
     close(dx, g @ w, dtype)
     close(dw, g.t() @ x, dtype)
     close(db, g.sum(0), dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# The emulator's own checks: thread order, barriers, shared memory.
+
+
+def every_kernel(emu, dtype):
+    """Every emulated launch sequence once, on small odd shapes: their outputs, in order."""
+    torch.manual_seed(5)
+    out = []
+    x = torch.randn(3, 2, 11, 9, dtype=dtype)
+    w = torch.randn(4, 2, 3, 3, dtype=dtype)
+    b = torch.randn(4, dtype=dtype)
+    pooled, act = emu.conv_pool_forward(x, w, b, 1, 2)
+    out += [pooled, act]
+    for v2 in (False, True):
+        out += list(
+            emu.conv_pool_backward(
+                torch.randn_like(pooled), torch.randn_like(act), act, x, w, 1, 2, [True, True, True], v2
+            )
+        )
+        xs = torch.randn(40, 2, 12, 12, dtype=dtype)
+        ws = torch.randn(5, 2, 3, 3, dtype=dtype)
+        y = emu.conv_forward(xs, ws, torch.randn(5, dtype=dtype), 1, 1, v2)
+        out += [y, *emu.conv_backward_from_g(torch.randn_like(y), xs, ws, 1, 1, [True, True, True], v2)]
+    xd, wd = torch.randn(37, 50, dtype=dtype), torch.randn(19, 50, dtype=dtype)
+    yd = emu.dense_forward(xd, wd, torch.randn(19, dtype=dtype), True)
+    out += [yd, *emu.dense_backward(torch.randn_like(yd), xd, wd)]
+    _, params = lenet(dtype)
+    images = torch.rand(3, 1, 28, 28, dtype=dtype)
+    logits, *saved = emu.lenet5_forward(images, params, True)
+    c1w, _, c3w, _, c5w, _, f6w, _, outw, _ = params
+    out += [logits, *saved]
+    out += list(emu.lenet5_train_backward(torch.randn_like(logits), images, *saved, c1w, c3w, c5w, f6w, outw, True))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_kernel_gives_the_same_bits_in_any_thread_order(emu, dtype):
+    """A kernel whose result depends on the order its threads run in between two barriers has a
+    race: reversed and shuffled orders must give bitwise the results of index order."""
+    reference = every_kernel(emu, dtype)
+    try:
+        for order, seed in (("reversed", 0), ("shuffled", 1), ("shuffled", 2)):
+            emu.set_thread_order(order, seed)
+            for a, b in zip(every_kernel(emu, dtype), reference, strict=True):
+                assert torch.equal(a, b), order
+    finally:
+        emu.set_thread_order("index", 0)
+
+
+def test_a_missing_barrier_is_a_race(emu):
+    values = torch.randn(256, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="shared-memory race: thread .* since the last barrier"):
+        emu.broken_kernel("sum_without_barrier", values)
+    emu.set_shared_checks(False, True)  # without the race check, the thread order changes the sum
+    try:
+        sums = set()
+        for order, seed in (("index", 0), ("reversed", 0), ("shuffled", 3)):
+            emu.set_thread_order(order, seed)
+            sums.add(float(emu.broken_kernel("sum_without_barrier", values)))
+        assert len(sums) > 1
+    finally:
+        emu.set_thread_order("index", 0)
+        emu.set_shared_checks(True, True)
+
+
+def test_a_barrier_in_a_branch_is_divergent(emu):
+    with pytest.raises(RuntimeError, match="__syncthreads not reached by every thread"):
+        emu.broken_kernel("barrier_in_branch", torch.randn(256, dtype=torch.float64))
+
+
+def test_an_uninitialised_shared_read_is_caught_and_reads_nan(emu):
+    values = torch.randn(256, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="uninitialised shared read: thread .* that no thread of the block"):
+        emu.broken_kernel("uninitialised_read", values)
+    emu.set_shared_checks(True, False)  # unchecked, the unwritten half reads as NaN (the fill)
+    try:
+        out = emu.broken_kernel("uninitialised_read", values)
+    finally:
+        emu.set_shared_checks(True, True)
+    assert torch.isnan(out[:128]).all() and torch.equal(out[128:], values.flip(0)[128:])

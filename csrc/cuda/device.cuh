@@ -5,6 +5,14 @@
 
 #include <cstdint>
 
+// A block's shared array: LENET_SHARED(T, name, [n]) declares `__shared__ T name[n]`. Every kernel
+// declares its shared memory through it, so that the emulator can give each block fresh memory
+// (filled with NaN, every other byte pattern too) and check every access to it for races and
+// reads of bytes no thread of the block has written.
+#ifndef LENET_SHARED
+#define LENET_SHARED(T, name, dims) __shared__ T name dims
+#endif
+
 namespace lenet_ext {
 namespace cuda {
 
@@ -28,7 +36,7 @@ __device__ __forceinline__ T ro(const T* p) {
 // the result is valid in thread 0.
 template <typename T>
 __device__ __forceinline__ T block_sum(T value) {
-  __shared__ T partial[kThreads];
+  LENET_SHARED(T, partial, [kThreads]);
   partial[threadIdx.x] = value;
   __syncthreads();
   for (int width = kThreads / 2; width > 0; width /= 2) {

@@ -41,11 +41,11 @@ __global__ void __launch_bounds__(kLeNetThreads)
                                  const T* __restrict__ c1w, const T* __restrict__ c3w, const T* __restrict__ c5w,
                                  const T* __restrict__ f6w, const T* __restrict__ outw, T* __restrict__ g1,
                                  T* __restrict__ g3, T* __restrict__ g5, T* __restrict__ g6, T* __restrict__ gx) {
-  __shared__ T d6[84];
-  __shared__ T d5[120];
-  __shared__ T d4[400];
-  __shared__ T d3[1600];
-  __shared__ T d2[1176];
+  LENET_SHARED(T, d6, [84]);
+  LENET_SHARED(T, d5, [120]);
+  LENET_SHARED(T, d4, [400]);
+  LENET_SHARED(T, d3, [1600]);
+  LENET_SHARED(T, d2, [1176]);
   const int64_t n = blockIdx.x;
   const int tid = threadIdx.x;
   const T* go = glogits + n * classes;

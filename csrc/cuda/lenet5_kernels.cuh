@@ -79,11 +79,11 @@ __device__ __forceinline__ void conv5_sigmoid_pool2(const T* in, const T* __rest
 template <typename T, bool kSave>
 __global__ void __launch_bounds__(kLeNetThreads) lenet5_forward_kernel(const T* __restrict__ images, LeNet5Weights<T> p,
                                                                        T* __restrict__ logits, LeNet5Acts<T> save) {
-  __shared__ T xs[32 * 32];
-  __shared__ T s2[6 * 14 * 14];
-  __shared__ T s4[16 * 5 * 5];
-  __shared__ T c5[120];
-  __shared__ T f6[84];
+  LENET_SHARED(T, xs, [32 * 32]);
+  LENET_SHARED(T, s2, [6 * 14 * 14]);
+  LENET_SHARED(T, s4, [16 * 5 * 5]);
+  LENET_SHARED(T, c5, [120]);
+  LENET_SHARED(T, f6, [84]);
   const int64_t n = blockIdx.x;
   const int tid = threadIdx.x;
   const T* img = images + n * 784;

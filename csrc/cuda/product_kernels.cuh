@@ -22,8 +22,8 @@ template <typename T, bool kTransA, bool kTransB>
 __global__ void tiled_product_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int64_t M,
                                      int64_t N, int64_t K, int64_t lda, int64_t ldb, const T* __restrict__ bias,
                                      bool apply_sigmoid) {
-  __shared__ T As[kTile][kTile + 1];
-  __shared__ T Bs[kTile][kTile + 1];
+  LENET_SHARED(T, As, [kTile][kTile + 1]);
+  LENET_SHARED(T, Bs, [kTile][kTile + 1]);
   const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile;
   // Rows (the batch, for the layers' forward and input gradient) on the grid's x dimension, whose
   // limit is 2^31 - 1 blocks; columns (features) on y.
