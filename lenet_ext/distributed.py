@@ -41,7 +41,17 @@ def init(device_kind: str) -> Dist:
     if world <= 1:
         return Dist()
     timeout = datetime.timedelta(seconds=float(os.environ.get("LENET_EXT_DIST_TIMEOUT", "120")))
-    dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timeout)
+    # The job's store (torchrun's agent keeps it across restarts of the workers): each attempt gets
+    # its own keys, so restarted workers never read the addresses their killed predecessors left.
+    store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(
+        "nccl" if device_kind == "cuda" else "gloo",
+        store=dist.PrefixStore(f"lenet_ext/attempt_{attempt}", store),
+        rank=rank,
+        world_size=size,
+        timeout=timeout,
+    )
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

@@ -54,10 +54,12 @@ class CapturedStep:
     def captured(self) -> bool:
         return self.graphs is not None
 
-    def start_epoch(self) -> None:
+    def start_epoch(self, first_step: int = 0) -> None:
+        """Before an epoch: captures the graphs the first time, and points the position counter at
+        the epoch's first step (0, or where a stopped epoch resumes)."""
         if self.graphs is None:
             self.graphs = self._capture()
-        self.position.zero_()
+        self.position.fill_(first_step)
 
     def step(self, lo: int, hi: int) -> None:
         self.graphs[hi - lo].replay()

@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -30,6 +31,15 @@ from .models import LeNet5, model_options
 
 class TrainingError(UserError, RuntimeError):
     """The run cannot go on (a NaN loss, say); the last good checkpoint is kept."""
+
+
+class Stopped(Exception):
+    """A stop was asked for (SIGTERM) and the run stopped at a step boundary, its last.pt holding
+    the epoch so far (resumable from that step)."""
+
+    def __init__(self, epoch: int, step: int, steps: int):
+        super().__init__(f"stopped at epoch {epoch + 1}, step {step} of {steps}")
+        self.epoch, self.step, self.steps = epoch, step, steps
 
 
 class Batches:
@@ -186,7 +196,7 @@ class EagerStep:
     def __init__(self, run: "Run"):
         self.run = run
 
-    def start_epoch(self) -> None:
+    def start_epoch(self, first_step: int = 0) -> None:
         pass
 
     def step(self, lo: int, hi: int) -> None:
@@ -237,6 +247,10 @@ class Run:
         self.progress = Progress(device, ranks)
         self.stepper = CapturedStep(self, make_optimizer) if cuda_graph else EagerStep(self)
         self.on_epoch = None  # called with each epoch's row (TensorBoard)
+        # Set (by a SIGTERM handler, say) to stop at the next step boundary with a resumable last.pt.
+        self.stop = threading.Event()
+        self._resume_point: Optional[Dict[str, Any]] = None  # where a stopped epoch resumes
+        self._epoch_start_generator: Optional[torch.Tensor] = None
 
     # -------------------------------------------------------------------------------- state
     def payload(self, **entries) -> Dict[str, Any]:
@@ -272,6 +286,15 @@ class Run:
             best=self.best,
         )
 
+    def stopped_state(self, step: int, seen: int, totals: torch.Tensor) -> Dict[str, Any]:
+        """last.pt in the middle of an epoch: state() plus where the epoch stands (its first `step`
+        steps done, `seen` images, the running totals) and the generator as the epoch began, from
+        which the epoch's order and shifts are drawn again on resume."""
+        state = self.state()
+        state["generator"] = self._epoch_start_generator
+        state["mid_epoch"] = {"step": step, "seen": seen, "totals": totals.detach().cpu().double().clone()}
+        return state
+
     def restore(self, state: Dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -279,6 +302,7 @@ class Run:
         self.hyperparameters.sync()
         self.generator.set_state(state["generator"])
         self.epoch, self.history, self.best = state["epoch"], list(state["history"]), dict(state["best"])
+        self._resume_point = state.get("mid_epoch")
 
     def data_info(self) -> Dict[str, Any]:
         d = self.dataset
@@ -320,43 +344,68 @@ class Run:
         n, b = batches.n, cfg.batch_size
         # The epoch's order and shifts, drawn from the run's generator (on the host, so that a seed
         # gives the same run on every device) and sent to the device in one copy.
+        self._epoch_start_generator = self.generator.get_state()
         order = torch.randperm(n, generator=self.generator)
         offsets = torch.randint(0, 2 * cfg.shift + 1, (2, n), generator=self.generator)
         if self.device.type == "cuda":
             order, offsets = (t.pin_memory().to(self.device, non_blocking=True) for t in (order, offsets))
         batches.start(order, offsets)
-        self.stepper.start_epoch()
+        first, seen = 0, 0  # a stopped epoch resumes after its last step done
+        resume, self._resume_point = self._resume_point, None
+        self.stepper.start_epoch(int(resume["step"]) if resume else 0)
         self.progress.reset()
+        if resume:
+            first, seen = int(resume["step"]), int(resume["seen"])
+            self.progress.totals.copy_(resume["totals"].to(self.progress.totals))
         check_every = max(1, self.steps_per_epoch // 4) if self.device.type == "cuda" else 20
         start = time.perf_counter()
         bar = tqdm(
-            range(self.steps_per_epoch),
+            range(first, self.steps_per_epoch),
             desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             unit="batch",
             leave=False,
             file=sys.stderr,
             dynamic_ncols=True,
             mininterval=0.5,
+            initial=first,
+            total=self.steps_per_epoch,
             disable=not (ranks.main and sys.stderr.isatty()),
         )
-        seen = 0
         for step in bar:
             lo, hi = step * b, min((step + 1) * b, n)
             self.stepper.step(lo, hi)
             seen += hi - lo  # images of the global batches so far (all ranks)
             self.scheduler.step()
             self.hyperparameters.sync()
-            if step % check_every == check_every - 1 or step == self.steps_per_epoch - 1:
+            last = step == self.steps_per_epoch - 1
+            snapshot_step = step % check_every == check_every - 1 or last
+            if snapshot_step:
                 self.progress.snapshot(seen)
                 latest = self.progress.latest()
                 self._check(latest, step)
                 if latest is not None:
                     bar.set_postfix(loss=f"{latest[0] / max(latest[2], 1):.4f}")
+            # A stop is taken at a step boundary every rank agrees on: any step in one process, the
+            # snapshot steps under torchrun (where the ranks' requests are summed).
+            if not last and (snapshot_step or ranks.world == 1) and self._stop_agreed():
+                bar.close()
+                if ranks.main:
+                    checkpoint.save(
+                        os.path.join(self.run_dir, "last.pt"), self.stopped_state(step + 1, seen, self.progress.totals)
+                    )
+                raise Stopped(self.epoch, step + 1, self.steps_per_epoch)
         bar.close()
         loss_sum, correct, seen_all = self.progress.final(seen)
         self._check((loss_sum, correct, seen_all), self.steps_per_epoch - 1)
         elapsed = time.perf_counter() - start
         return loss_sum / seen_all, correct / seen_all, seen_all / elapsed, elapsed
+
+    def _stop_agreed(self) -> bool:
+        """Whether a stop was asked for, of this process or (under torchrun) of any rank."""
+        if self.ranks.world == 1:
+            return self.stop.is_set()
+        flag = torch.tensor([1.0 if self.stop.is_set() else 0.0], dtype=torch.float64, device=self.device)
+        return bool(self.ranks.sum(flag).item() > 0)
 
     def _check(self, totals, step: int) -> None:
         if totals is not None and not math.isfinite(totals[0]):

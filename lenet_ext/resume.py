@@ -4,6 +4,8 @@ and checked against the checkpoint's record of it."""
 import os
 from typing import Any, Dict, Optional
 
+import torch
+
 from . import checkpoint, data
 from .config import TrainConfig
 
@@ -37,6 +39,16 @@ def load_resume_state(path: str) -> Dict[str, Any]:
                 f"{path}: its {key!r} entry is missing or not a {kind.__name__}: "
                 "not a last.pt written by lenet_ext.train"
             )
+    mid = state.get("mid_epoch")
+    if mid is not None and not (
+        isinstance(mid, dict)
+        and isinstance(mid.get("step"), int)
+        and mid["step"] >= 1
+        and isinstance(mid.get("seen"), int)
+        and isinstance(mid.get("totals"), torch.Tensor)
+        and mid["totals"].numel() == 2
+    ):
+        raise checkpoint.CheckpointError(f"{path}: its 'mid_epoch' entry is not where a stopped epoch stands")
     config = TrainConfig.from_checkpoint(path, state["config"])
     state["config"] = config
     if not 0 <= state["epoch"] <= config.epochs or len(state["history"]) != state["epoch"]:

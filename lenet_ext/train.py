@@ -26,8 +26,9 @@ import argparse
 import datetime
 import math
 import os
+import signal
 import sys
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,7 @@ from . import cli, data, distributed, runs
 from .config import DEFAULTS, OPTIMIZERS, RESUME_OVERRIDES, TrainConfig
 from .distributed import Dist
 from .errors import UserError
-from .loop import Run
+from .loop import Run, Stopped
 from .models import C5_KINDS, IMPLS
 from .resume import load_resume_state, resume_path, run_data
 
@@ -94,12 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default: 1)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
-    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/<timestamp>)")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="run folder (default: runs/<timestamp>; under torchrun runs/torchrun-<run id>, the same for every "
+        "restart of the job)",
+    )
     p.add_argument(
         "--resume",
         default=None,
-        metavar="RUN_DIR|last.pt",
-        help="continue a run from its last.pt, with the settings it was started with",
+        metavar="RUN_DIR|last.pt|auto",
+        help="continue a run from its last.pt, with the settings it was started with; auto: continue the run "
+        "in --out if it holds one (with the same settings), else start it there. Under torchrun a restarted "
+        "worker (TORCHELASTIC_RESTART_COUNT > 0) resumes as with auto",
     )
     p.add_argument(
         "--target-acc",
@@ -149,7 +158,7 @@ def given_flags(argv) -> List[str]:
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, argv=None) -> None:
-    if args.resume is not None:
+    if args.resume is not None and args.resume != "auto":
         extra = [f for f in given_flags(argv) if f not in RESUME_OVERRIDES + ("resume",)]
         if extra:
             parser.error(
@@ -176,6 +185,45 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, argv=N
                 "--tensorboard needs the tensorboard package: pip install tensorboard "
                 '(or pip install -e ".[tensorboard]")'
             )
+
+
+def elastic_restart() -> bool:
+    """Whether torchrun restarted this job's workers (after one failed, with --max-restarts)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    except ValueError:
+        return False
+
+
+def default_run_dir() -> str:
+    """runs/<timestamp>; under torchrun runs/torchrun-<run id>, which every restart of the job shares."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    if run_id and run_id.lower() != "none" and all(c.isalnum() or c in "-_." for c in run_id):
+        return os.path.join("runs", f"torchrun-{run_id}")
+    return os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def resume_target(args) -> Tuple[Optional[str], Optional[str]]:
+    """(the last.pt to resume from or None, the run folder for a new run or None): --resume PATH,
+    or --resume auto (also a torchrun restart): the run in --out (or the default folder) if it holds
+    a last.pt, else a new run there."""
+    if args.resume is not None and args.resume != "auto":
+        return resume_path(args.resume), None
+    if args.resume == "auto" or elastic_restart():
+        run_dir = args.out or default_run_dir()
+        last = os.path.join(run_dir, "last.pt")
+        return (last, None) if os.path.isfile(last) else (None, run_dir)
+    return None, args.out or default_run_dir()
+
+
+def check_same_settings(run_dir: str, saved: TrainConfig, given: TrainConfig) -> None:
+    """--resume auto continues a run only with the settings it was started with."""
+    differ = [k for k in TrainConfig.keys() if k != "data_dir" and getattr(saved, k) != getattr(given, k)]
+    if differ:
+        shown = ", ".join(
+            f"--{k.replace('_', '-')} {getattr(saved, k)} there, {getattr(given, k)} given" for k in differ
+        )
+        raise cli.CliError(f"--resume auto: {run_dir} holds a run with other settings ({shown}); give another --out")
 
 
 def pick_device(requested: str, impl: str) -> torch.device:
@@ -251,7 +299,10 @@ def _main_impl(argv=None) -> int:
         torch.set_num_threads(args.threads)
     ranks, folder = Dist(), None
     try:
-        state = load_resume_state(resume_path(args.resume)) if args.resume else None
+        resume_from, new_dir = resume_target(args)
+        state = load_resume_state(resume_from) if resume_from else None
+        if state is not None and args.resume in (None, "auto"):
+            check_same_settings(os.path.dirname(resume_from), state["config"], TrainConfig.from_args(args))
         device = pick_device(args.device, state["config"].impl if state else args.impl)
         ranks = distributed.init(device.type)
         say = print if ranks.main else (lambda *a, **k: None)
@@ -261,19 +312,20 @@ def _main_impl(argv=None) -> int:
         graph = use_cuda_graph(args.cuda_graph, device, ranks, (state["config"] if state else args).optimizer, say)
         if state is not None:
             config = state["config"]
-            run_dir = os.path.dirname(os.path.abspath(resume_path(args.resume)))
-            folder = distributed.claim(ranks, run_dir, new=False, flag="--resume")
-            state = load_resume_state(resume_path(args.resume))  # again, now that no other run can write it
+            run_dir = os.path.dirname(os.path.abspath(resume_from))
+            folder = distributed.claim(ranks, run_dir, new=False, flag="--resume" if args.resume else "--out")
+            state = load_resume_state(resume_from)  # again, now that no other run can write it
             dataset = run_data(config.to_dict(), state["data"], args.data_dir, say)
             if args.data_dir is not None:
                 config = config.replace(data_dir=os.path.abspath(args.data_dir))
             run = Run(config, run_dir, device, dataset, ranks=ranks, cuda_graph=graph)
             run.restore(state)
-            say(f"resuming {run_dir} after epoch {run.epoch} of {config.epochs}")
+            mid = state.get("mid_epoch")
+            at = f"step {mid['step']} of epoch {run.epoch + 1}" if mid else f"epoch {run.epoch}"
+            say(f"resuming {run_dir} after {at} of {config.epochs}")
         else:
             config = TrainConfig.from_args(args)
-            run_dir = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-            run_dir = distributed.agree(ranks, run_dir)
+            run_dir = distributed.agree(ranks, new_dir)
             folder = distributed.claim(ranks, run_dir, new=True, flag="--out")
             dataset = data.load(config.dataset, config.data_dir, config.valid_size, config.seed, log=say)
             run = Run(config, run_dir, device, dataset, ranks=ranks, cuda_graph=graph)
@@ -283,10 +335,21 @@ def _main_impl(argv=None) -> int:
             f"{run.dataset.describe()}; impl {config.impl} on {device}{processes}"
             f"{'; cuda graph' if graph else ''}; run folder {run_dir}"
         )
+        # SIGTERM (a scheduler, torchrun's agent, kill) stops the run at the next step boundary with
+        # a last.pt that resumes from that step.
+        signal.signal(signal.SIGTERM, lambda signum, frame: run.stop.set())
         try:
             summary = run.fit()
             if ranks.main:
                 runs.write_summary(run_dir, summary)
+        except Stopped as stop:
+            if ranks.main:
+                print(
+                    f"stopped by SIGTERM at step {stop.step} of {stop.steps} in epoch {stop.epoch + 1}: "
+                    f"{run_dir}/last.pt holds it; continue with python -m lenet_ext.train --resume {run_dir}",
+                    file=sys.stderr,
+                )
+            return 143
         except KeyboardInterrupt:
             if ranks.main:
                 print(
@@ -328,7 +391,8 @@ def _main_impl(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments) or 130 (Ctrl-C)."""
+    """The command line: exit status 0, 1 (an `error: ...` line), 2 (bad arguments), 130 (Ctrl-C) or
+    143 (stopped by SIGTERM, resumable)."""
     return cli.run(_main_impl, argv)
 
 

@@ -132,3 +132,109 @@ def test_killed_rank_ends_the_run_and_resume_finishes_it(tmp_path, env):
         resumed = checkpoint.load(str(folder / "last.pt"))
         assert resumed["epoch"] == 4 and [r["epoch"] for r in runs.read_metrics(str(folder))] == [1, 2, 3, 4]
         assert max_diff(resumed["model"], straight["model"]) < WEIGHT_TOL
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_loopback_match_one_process(tmp_path, env):
+    """Two torchrun launchers (--nnodes=2, one process each, c10d rendezvous on 127.0.0.1), as two
+    machines would run them: the same run as one process."""
+    port = free_port()
+    node = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        "--rdzv-id=lenet-two-nodes",
+        "-m",
+        "lenet_ext.train",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path / "two"),
+        *TRAIN,
+    ]
+    launchers = [
+        subprocess.Popen(node, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+    ]
+    run(single("--epochs", "2", "--out", str(tmp_path / "one"), *TRAIN), env)
+    outputs = [p.communicate(timeout=600)[0] for p in launchers]
+    assert [p.returncode for p in launchers] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    assert sum("x 2 processes" in o for o in outputs) == 1  # rank 0's launcher prints
+    one = checkpoint.load(str(tmp_path / "one" / "last.pt"))
+    two = checkpoint.load(str(tmp_path / "two" / "last.pt"))
+    assert max_diff(one["model"], two["model"]) < WEIGHT_TOL
+
+
+def test_killed_worker_is_restarted_and_the_run_resumes(tmp_path, env):
+    """torchrun --max-restarts=1: a worker killed mid-run makes torchrun restart both; they resume
+    from the run folder's last.pt (TORCHELASTIC_RESTART_COUNT) and finish the run in the same
+    folder, as a run that was never interrupted."""
+    out = tmp_path / "elastic"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "--max-restarts=1",
+        "-m",
+        "lenet_ext.train",
+        "--epochs",
+        "4",
+        "--out",
+        str(out),
+        *TRAIN,
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        workers = _workers(proc.pid)
+        assert set(workers) == {0, 1}, workers
+        os.kill(workers[1], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-3000:]
+    assert "resuming" in output
+    run(single("--epochs", "4", "--out", str(tmp_path / "straight"), *TRAIN), env)
+    resumed = checkpoint.load(str(out / "last.pt"))
+    straight = checkpoint.load(str(tmp_path / "straight" / "last.pt"))
+    assert resumed["epoch"] == 4 and [r["epoch"] for r in runs.read_metrics(str(out))] == [1, 2, 3, 4]
+    assert max_diff(resumed["model"], straight["model"]) < WEIGHT_TOL
+
+
+def test_sigterm_under_torchrun_stops_every_rank_resumably(tmp_path, env):
+    out = tmp_path / "stopped"
+    cmd = torchrun("--epochs", "3", "--out", str(out), *TRAIN[:-2], "--batch-size", "16", "--seed", "11")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        for pid in _workers(proc.pid).values():
+            os.kill(pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert output.count("stopped by SIGTERM at step") == 1, output[-3000:]
+    state = checkpoint.load(str(out / "last.pt"))
+    assert state["epoch"] >= 1 and state["mid_epoch"]["step"] >= 1
+    run(torchrun("--resume", str(out), "--no-plots"), env)
+    assert checkpoint.load(str(out / "last.pt"))["epoch"] == 3

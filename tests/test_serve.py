@@ -2,9 +2,11 @@
 concurrent clients, Ctrl-C; and the page in a real headless Chromium, drawn on with synthetic
 pointer events (tests/browser.py)."""
 
+import asyncio
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -224,3 +226,220 @@ def test_page_in_chromium_reads_a_drawn_digit(server):
         assert not console_errors(driver)
     finally:
         driver.quit()
+
+
+def test_health_and_metrics(server):
+    with urllib.request.urlopen(server + "/healthz", timeout=10) as r:
+        assert r.status == 200 and json.loads(r.read()) == {"status": "ok"}
+    assert post(server, drawn("7"))[0] == 200
+    with urllib.request.urlopen(server + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert r.headers["Content-Type"].startswith("text/plain")
+    assert re.search(r'lenet_ext_requests_total\{path="/api/predict",status="200"\} [1-9]', text), text
+    assert re.search(r"lenet_ext_batch_size_count [1-9]", text) and "lenet_ext_request_seconds_bucket" in text
+    assert re.search(r"lenet_ext_predictions_total [1-9]", text)
+
+
+def test_batcher_gathers_concurrent_digits_into_one_call():
+    """Digits queued while one is being decoded go into one inference call, in order, each request
+    getting its own answer; and the queue is answered before the batcher stops."""
+    calls = []
+
+    class Fake:
+        def answer_batch(self, digits, details):
+            calls.append(len(digits))
+            return [{"value": int(d[0, 0])} for d in digits]
+
+    async def scenario():
+        metrics = serve.Metrics(64)
+        batcher = serve.Batcher(Fake(), metrics, max_batch=8, max_wait_s=0.5)
+        batcher.start()
+        batcher.decoding = 1  # one more is on its way: the batch waits for it, up to max_wait
+        futures = [asyncio.ensure_future(batcher.submit(np.full((28, 28), i, np.uint8), False)) for i in range(5)]
+        await asyncio.sleep(0.05)
+        late = asyncio.ensure_future(batcher.submit(np.full((28, 28), 5, np.uint8), False))
+        batcher.decoding = 0
+        answers = await asyncio.gather(*futures, late)
+        more = [asyncio.ensure_future(batcher.submit(np.full((28, 28), 9, np.uint8), False)) for _ in range(11)]
+        await asyncio.sleep(0)
+        await batcher.stop()
+        return answers, await asyncio.gather(*more), metrics
+
+    answers, more, metrics = asyncio.run(scenario())
+    assert [a["value"] for a in answers] == [0, 1, 2, 3, 4, 5] and calls[0] == 6
+    assert [a["value"] for a in more] == [9] * 11 and calls[1:] == [8, 3]  # max_batch 8
+    assert metrics.predictions == 17 and metrics.batch_sum == 17
+
+
+@pytest.fixture
+def strict_server(good_run):
+    """A server with a 1 s read timeout and at most 3 requests at once."""
+    srv = serve.start(good_run, "127.0.0.1", 0, settings={"read_timeout": 1.0, "max_concurrency": 3})
+    import threading
+
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    yield srv.server_address
+    srv.shutdown()
+    srv.server_close()
+
+
+def stall(address, blob):
+    """A connection that sends its headers and half its body, then nothing."""
+    s = socket.create_connection(address, timeout=10)
+    s.sendall(
+        f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: "
+        f"{len(blob)}\r\n\r\n".encode()
+        + blob[: len(blob) // 2]
+    )
+    return s
+
+
+def read_reply(s):
+    reply = b""
+    for block in iter(lambda: s.recv(65536), b""):
+        reply += block
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode().lower(), json.loads(body)
+
+
+def test_slow_uploads_time_out_with_408_and_the_bound_answers_503(strict_server):
+    url = f"http://{strict_server[0]}:{strict_server[1]}"
+    blob = drawn("7")
+    slow = [stall(strict_server, blob) for _ in range(3)]
+    time.sleep(0.2)
+    status, reply = post(url, blob)  # a fourth request while three are in flight
+    assert status == 503 and "busy" in reply["error"]
+    for s in slow:
+        code, head, body = read_reply(s)
+        assert code == 408 and "within 1 s" in body["error"]
+        s.close()
+    assert post(url, blob)[1]["label"] == "7"  # the slots are free again
+
+
+def test_a_client_is_answered_during_many_stalled_uploads(good_run):
+    srv = serve.start(good_run, "127.0.0.1", 0, settings={"read_timeout": 30.0})
+    import threading
+
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    time.sleep(0.3)
+    url = f"http://{srv.server_address[0]}:{srv.server_address[1]}"
+    blob = drawn("1")
+    try:
+        slow = [stall(srv.server_address, blob) for _ in range(200)]
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        status, reply = post(url, blob)
+        assert status == 200 and reply["label"] == "1" and time.perf_counter() - t0 < 1.0
+        for s in slow:
+            s.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def serve_process(good_run, offline_env, *extra):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **offline_env),
+    )
+    line = proc.stdout.readline()
+    assert "http://127.0.0.1:" in line, line + proc.stderr.read()
+    return proc, line.split("at ")[1].split()[0].rstrip("/")
+
+
+def test_sigterm_finishes_the_requests_in_flight_and_exits_0(good_run, offline_env):
+    proc, url = serve_process(good_run, offline_env)
+    host, port = url.split("//")[1].split(":")
+    request = (
+        f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(drawn('7'))}\r\n\r\n"
+    ).encode() + drawn("7")
+    outcomes = []
+
+    def client():
+        try:
+            s = socket.create_connection((host, int(port)), timeout=10)
+        except OSError:
+            return outcomes.append("refused")
+        with s:
+            buffer = b""
+            while True:
+                try:
+                    s.sendall(request)
+                    while b"\r\n\r\n" not in buffer:
+                        block = s.recv(65536)
+                        if not block:
+                            return outcomes.append("cut" if buffer else "closed")
+                        buffer += block
+                    head, _, rest = buffer.partition(b"\r\n\r\n")
+                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                    while len(rest) < length:
+                        block = s.recv(65536)
+                        if not block:
+                            return outcomes.append("cut")
+                        rest += block
+                    assert head.split()[1] == b"200", head
+                    outcomes.append("ok")
+                    buffer = rest[length:]
+                    if b"connection: close" in head.lower():
+                        return
+                except (ConnectionResetError, BrokenPipeError):
+                    return outcomes.append("closed" if not buffer else "cut")
+
+    import threading
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.perf_counter() - t0 < 5
+    for t in threads:
+        t.join(10)
+    assert "cut" not in outcomes and outcomes.count("ok") > 16, outcomes[-20:]
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "stopped" in err
+
+
+def test_workers_share_the_port(good_run, offline_env):
+    proc, url = serve_process(good_run, offline_env, "--workers", "2")
+    try:
+        for _ in range(20):  # the workers start after the address is printed
+            try:
+                if post(url, drawn("1"))[1]["label"] == "1":
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        labels = [post(url, drawn(d))[1]["label"] for d in ("1", "7", "0") * 4]
+        assert labels == ["1", "7", "0"] * 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_bad_serve_flags_are_one_line(good_run):
+    for flags, words in (
+        (["--max-batch", "0"], "--max-batch must be >= 1"),
+        (["--read-timeout", "0"], "--read-timeout must be a positive number"),
+        (["--workers", "0"], "--workers must be >= 1"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "lenet_ext.serve", "--checkpoint", good_run, *flags],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr

@@ -276,3 +276,55 @@ def test_metrics_of_a_history_whose_rows_gained_a_column(tmp_path):
     ]
     lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert lines == [old, {**new, "test_acc": None}]
+
+
+def test_sigterm_mid_epoch_then_resume_is_bit_for_bit(tmp_path, offline_env):
+    """SIGTERM stops the run at the next step boundary with a last.pt that resumes from that step:
+    the resumed run ends with the same weights and metrics, bit for bit, as one never stopped."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--epochs", "2", "--batch-size", "8", "--no-plots", "--threads", "1", "--seed", "4"]
+    env = dict(os.environ, **offline_env)
+    assert train.main([*args, "--out", str(tmp_path / "straight")]) == 0
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lenet_ext.train", *args, "--out", str(stopped)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (stopped / "metrics.jsonl").exists() and time.time() < deadline:  # epoch 1 done
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2 (500 steps, a few seconds)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stopped by SIGTERM at step ") and "--resume" in lines[0], err
+    state = checkpoint.load(str(stopped / "last.pt"))
+    assert state["epoch"] == 1 and 1 <= state["mid_epoch"]["step"] < 500
+    assert train.main(["--resume", str(stopped)]) == 0
+    a, b = checkpoint.load(str(tmp_path / "straight" / "last.pt")), checkpoint.load(str(stopped / "last.pt"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for ra, rb in zip(a["history"], b["history"], strict=True):
+        for key in ("train_loss", "train_acc", "valid_loss", "test_loss", "test_acc"):
+            assert ra[key] == rb[key], key
+
+
+def test_resume_auto_starts_or_continues_the_run_in_out(tmp_path, offline_env, interrupt_at_epoch, capsys):
+    run = str(tmp_path / "run")
+    args = ["--epochs", "3", "--no-plots", "--resume", "auto", "--out", run]
+    with interrupt_at_epoch(2):
+        assert train.main(args) == 130  # a new run: the folder held none
+    assert checkpoint.load(os.path.join(run, "last.pt"))["epoch"] == 1
+    assert train.main(args) == 0  # the same command continues it
+    assert "resuming" in capsys.readouterr().out
+    assert checkpoint.load(os.path.join(run, "last.pt"))["epoch"] == 3
+    assert train.main(["--epochs", "5", "--no-plots", "--resume", "auto", "--out", run]) == 1
+    assert "holds a run with other settings (--epochs 3 there, 5 given)" in capsys.readouterr().err
