@@ -3,10 +3,13 @@ torch eager, torch.compile (inductor), and for inference ONNX Runtime and OpenVI
 ONNX export of the same weights (python -m lenet_ext.export's path). Medians of interleaved
 rounds; speed-up = peer time / ours.
 
-    python -m benchmarks.peers                       # CPU, batches 1, 64, 1024
+    python -m benchmarks.peers                       # CPU, batches 1, 64, 256, 1024
     python -m benchmarks.peers --batches 64 --rounds 9
 
-A peer that is not installed (onnxruntime, openvino) is listed as such. Prints a markdown table.
+A peer that is not installed (onnxruntime, openvino) is listed as such. Prints a markdown table,
+headed by the CPU kernels' instruction set (lenet_ext.cpu_isa()) and this run's sgemm ceiling
+(torch.mm, 1024^3, float32, on all threads); each of our rows gives its GFLOP/s (multiply-adds
+counted as two) and its share of that ceiling.
 """
 
 import argparse
@@ -22,6 +25,15 @@ import torch.nn.functional as F
 
 import lenet_ext
 from lenet_ext import export
+
+from .cases import FLOPS_LENET_FORWARD, FLOPS_LENET_TRAIN
+
+
+def sgemm_gflops(n=1024, rounds=5):
+    """This machine's float32 matrix-product rate now: torch.mm of two n x n matrices, best round."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = min(timed(lambda: torch.mm(a, b)) for _ in range(rounds))
+    return 2 * n**3 / best / 1e9
 
 
 def timed(fn, min_seconds=0.2):
@@ -115,7 +127,7 @@ def training_peers(state, images, labels):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", default="1,64,1024", help="(default: 1,64,1024)")
+    parser.add_argument("--batches", default="1,64,256,1024", help="(default: 1,64,256,1024)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per case (default: 7)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -127,13 +139,20 @@ def main(argv=None):
         except Exception as exc:  # the export extra is not installed
             print(f"(no ONNX export: {exc})", file=sys.stderr)
             onnx_path = None
+        ceiling = sgemm_gflops()
         print(
-            f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}, lenet_ext {lenet_ext.__version__} "
-            f"({lenet_ext.cpu_isa()} kernels); medians of {args.rounds} interleaved rounds; speed-up = peer / ours"
+            f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}, lenet_ext {lenet_ext.__version__}; "
+            f"CPU kernels: {lenet_ext.cpu_isa()}; sgemm ceiling (torch.mm 1024^3, this run): {ceiling:.1f} GFLOP/s; "
+            f"medians of {args.rounds} interleaved rounds; speed-up = peer / ours"
         )
         print()
-        print("| case | batch | ours ms | peer | peer ms | speed-up |")
-        print("|---|---:|---:|---|---:|---:|")
+        print("| case | batch | ours ms | ours GFLOP/s (% of sgemm) | peer | peer ms | speed-up |")
+        print("|---|---:|---:|---:|---|---:|---:|")
+
+        def rate(flops, ms):
+            gflops = flops / (ms * 1e-3) / 1e9
+            return f"{gflops:.1f} ({100 * gflops / ceiling:.0f}%)"
+
         for batch in (int(b) for b in args.batches.split(",")):
             images = torch.rand(batch, 1, 28, 28)
             labels = torch.randint(0, 10, (batch,))
@@ -147,10 +166,11 @@ def main(argv=None):
             times = compare({"ours": ours, **available}, args.rounds)
             for name in peers:
                 if peers[name] is None:
-                    print(f"| inference | {batch} | {times['ours']:.4f} | {name} | not installed | - |")
+                    print(f"| inference | {batch} | {times['ours']:.4f} | - | {name} | not installed | - |")
                 else:
+                    ours_rate = rate(FLOPS_LENET_FORWARD * batch, times["ours"])
                     print(
-                        f"| inference | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
+                        f"| inference | {batch} | {times['ours']:.4f} | {ours_rate} | {name} | {times[name]:.4f} | "
                         f"{times[name] / times['ours']:.2f}x |",
                         flush=True,
                     )
@@ -158,7 +178,8 @@ def main(argv=None):
             times = compare({"ours": step, **peer_steps}, args.rounds)
             for name in peer_steps:
                 print(
-                    f"| training step (Adam) | {batch} | {times['ours']:.4f} | {name} | {times[name]:.4f} | "
+                    f"| training step (Adam) | {batch} | {times['ours']:.4f} | "
+                    f"{rate(FLOPS_LENET_TRAIN * batch, times['ours'])} | {name} | {times[name]:.4f} | "
                     f"{times[name] / times['ours']:.2f}x |",
                     flush=True,
                 )

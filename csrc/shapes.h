@@ -16,9 +16,13 @@ struct ConvShape {
   int64_t N, C, H, W, O, KH, KW, OH, OW, stride, pad;
   constexpr int64_t P() const { return OH * OW; }      // output positions per image
   constexpr int64_t K() const { return C * KH * KW; }  // taps per output
-  // P rounded up to a multiple of 8: the row length of the kernels' unrolled buffers, so that
-  // every vector loop runs whole vectors (LeNet's c3 has P = 100) over zero padding.
-  constexpr int64_t Pp() const { return (OH * OW + 7) / 8 * 8; }
+  // Rows of the kernels' buffers are padded to multiples of kRowAlign values, a multiple of every
+  // instruction set's vector length (16 floats with AVX-512), so every vector loop runs whole vectors.
+  static constexpr int64_t kRowAlign = 16;
+  static constexpr int64_t align(int64_t n) { return (n + kRowAlign - 1) / kRowAlign * kRowAlign; }
+  // P rounded up to a multiple of kRowAlign: the row length of the kernels' unrolled buffers
+  // (LeNet's c3 has P = 100), over zero padding.
+  constexpr int64_t Pp() const { return align(OH * OW); }
 
   // The stride-1 "wide" layout (kernels_impl.h): the input zero-padded to (C, Hp, Wp) plus a zero
   // tail, and outputs computed at Wp columns per row (the last Wp - OW of each row are discarded),
@@ -26,8 +30,10 @@ struct ConvShape {
   constexpr bool wide() const { return stride == 1 && !whole_input(); }
   constexpr int64_t Hp() const { return H + 2 * pad; }
   constexpr int64_t Wp() const { return W + 2 * pad; }
-  constexpr int64_t Pw() const { return (OH * Wp() + 7) / 8 * 8; }               // wide outputs per channel
-  constexpr int64_t padded_image() const { return C * Hp() * Wp() + Wp() + 8; }  // covers every read of Pw from a tap
+  constexpr int64_t Pw() const { return align(OH * Wp()); }  // wide outputs per channel
+  constexpr int64_t padded_image() const {
+    return C * Hp() * Wp() + Wp() + kRowAlign;
+  }  // covers every read of Pw from a tap
 
   // Values per image after pool x pool average pooling of the output (stride pool, floor mode).
   constexpr int64_t pooled_image(int64_t pool) const { return O * (OH / pool) * (OW / pool); }

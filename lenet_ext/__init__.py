@@ -60,8 +60,9 @@ def cuda_kernels(generation=None):
 
 def cpu_isa():
     """The instruction set of the CPU kernels in this process: "avx2" (AVX2 + FMA, taken where the
-    CPU has both) or "base" (the build's baseline, SSE2 on x86-64). Chosen once per process;
-    LENET_EXT_CPU_ISA=base before the first op forces the baseline."""
+    CPU has both), "avx512" (AVX-512, only when asked for with LENET_EXT_CPU_ISA=avx512 on a CPU
+    that has it) or "base" (the build's baseline, SSE2 on x86-64). Chosen once per process, at the
+    first op; LENET_EXT_CPU_ISA=base|avx2|avx512 asks for one (falling back to what the CPU has)."""
     return _C.cpu_isa()
 
 

@@ -436,22 +436,47 @@ def test_conv2d_sigmoid_pool_partial_grads_and_no_bias():
 # ----------------------------------------------------------------------------- CPU instruction sets
 
 
+def cpu_has_avx512():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return all(f in flags for f in ("avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl"))
+
+
 def test_cpu_isa_reported():
-    """lenet_ext.cpu_isa() names the CPU kernels in use; LENET_EXT_CPU_ISA=base forces the baseline."""
+    """lenet_ext.cpu_isa() names the CPU kernels in use; LENET_EXT_CPU_ISA=base|avx2|avx512 asks for
+    one (avx512 only where the CPU has it), the default is avx2 where the CPU has it."""
     isa = lenet_ext.cpu_isa()
-    if os.environ.get("LENET_EXT_CPU_ISA") == "base":
+    want = os.environ.get("LENET_EXT_CPU_ISA")
+    if want == "base":
         assert isa == "base"
+    elif want == "avx512" and cpu_has_avx512():
+        assert isa == "avx512"
     else:
         assert isa in ("avx2", "base")
 
 
 @pytest.mark.slow  # a subprocess per instruction set
-def test_baseline_kernels_match_torch_too():
-    """This process runs the AVX2 kernels where the CPU has them; the baseline (SSE2/NEON) kernels
-    go through the same CPU parity tests, gradchecks included, in a fresh process."""
-    if lenet_ext.cpu_isa() == "base":
-        pytest.skip("this process already runs the baseline kernels: the tests above covered them")
-    env = dict(os.environ, LENET_EXT_CPU_ISA="base")
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+def test_every_instruction_set_matches_torch_too(isa):
+    """This process runs one set of CPU kernels; each other one this CPU has goes through the same
+    CPU parity tests (gradchecks and thread-count determinism included) in a fresh process."""
+    if isa == lenet_ext.cpu_isa():
+        pytest.skip(f"this process runs the {isa} kernels: the tests above covered them")
+    if isa == "avx512" and not cpu_has_avx512():
+        pytest.skip("this CPU has no AVX-512")
+    env = dict(os.environ, LENET_EXT_CPU_ISA=isa)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import lenet_ext; print(lenet_ext.cpu_isa())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if probe.stdout.strip() != isa:
+        pytest.skip(f"this CPU has no {isa} (the kernels in use: {probe.stdout.strip()})")
     here = os.path.dirname(os.path.abspath(__file__))
     result = subprocess.run(
         [
@@ -462,7 +487,7 @@ def test_baseline_kernels_match_torch_too():
             "-p",
             "no:cacheprovider",
             "-k",
-            "cpu and not opcheck and not baseline",
+            "(cpu or thread_count) and not opcheck and not instruction_set",
             os.path.join(here, "test_ops.py"),
             os.path.join(here, "test_model.py"),
         ],

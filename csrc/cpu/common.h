@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "kernels.h"
 
@@ -25,6 +26,16 @@ struct Scratch {
  private:
   std::unique_ptr<T[]> data_;
 };
+
+// This thread's scratch of at least n values, kept for the thread's life and reused by every call
+// (the fused inference op: no allocation per call once a thread has run it). Memory is bounded:
+// one buffer of the largest size asked for, per thread. Not for code that can nest on one thread.
+template <typename T>
+inline T* thread_scratch(int64_t n) {
+  thread_local std::vector<T> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.assign(n > 0 ? n : 1, T(0));
+  return buffer.data();
+}
 
 // Number of chunks a batch of n images (or rows) is split into: at most kMaxChunks, at most one per
 // image. It depends on n only, not on the thread count, so that per-chunk partial gradients added

@@ -2,9 +2,11 @@
 // The op files (conv2d_sigmoid.cpp, linear.cpp) check arguments, allocate, split the batch and
 // reduce partial gradients; they call these through kernels<T>(), a table chosen once per
 // process by the CPU's instruction set:
+//   avx512  AVX-512 F/DQ/BW/VL (Intel since Skylake-SP, AMD since Zen 4), 16 floats per vector,
+//           32 vector registers
 //   avx2  AVX2 + FMA (x86-64 CPUs since 2013/2015), 8 floats per vector, fused multiply-adds
 //   base  the build's baseline (SSE2 on x86-64, NEON on arm64), 4 floats per vector
-// LENET_EXT_CPU_ISA=base|avx2 forces one (avx2 only where the CPU has it); lenet_ext.cpu_isa()
+// LENET_EXT_CPU_ISA=base|avx2|avx512 forces one (only where the CPU has it); lenet_ext.cpu_isa()
 // tells which runs. Both compute the same function; their last bits differ (FMA rounds once).
 #pragma once
 
@@ -63,12 +65,12 @@ constexpr int64_t wide_offsets_size(const ConvShape& s) {
 
 // The wide backward's dcol (the input gradient's unrolled form, one channel's taps at a time):
 // rows ld apart, each holding its Pw values after a zero guard band of wide_dcol_guard values (the
-// largest offset of a tap within a channel, rounded up to 8) and followed by zeros up to the
-// padded plane's size rounded up to 8, so that conv_backward_wide's gather reads zeros wherever a
+// largest offset of a tap within a channel, rounded up to kRowAlign) and followed by zeros up to
+// the padded plane's size rounded up to kRowAlign, so that conv_backward_wide's gather reads zeros wherever a
 // tap falls outside a row.
-constexpr int64_t wide_dcol_guard(const ConvShape& s) { return ((s.KH - 1) * s.Wp() + s.KW - 1 + 7) / 8 * 8; }
+constexpr int64_t wide_dcol_guard(const ConvShape& s) { return ConvShape::align((s.KH - 1) * s.Wp() + s.KW - 1); }
 constexpr int64_t wide_dcol_ld(const ConvShape& s) {
-  const int64_t plane = (s.Hp() * s.Wp() + 7) / 8 * 8;
+  const int64_t plane = ConvShape::align(s.Hp() * s.Wp());
   return wide_dcol_guard(s) + (plane > s.Pw() ? plane : s.Pw());
 }
 
@@ -104,7 +106,7 @@ constexpr int64_t lenet5_scratch_size() {
 template <typename T>
 const CpuKernels<T>& kernels();
 
-// "avx2" or "base": the table kernels<T>() returns in this process.
+// "avx512", "avx2" or "base": the table kernels<T>() returns in this process.
 const char* cpu_isa();
 
 // The tables of each instruction set (kernels_base.cpp, kernels_avx2.cpp); the avx2 one exists
@@ -114,6 +116,10 @@ template <typename T>
 CpuKernels<T> make_kernels();
 }
 namespace avx2 {
+template <typename T>
+CpuKernels<T> make_kernels();
+}
+namespace avx512 {
 template <typename T>
 CpuKernels<T> make_kernels();
 }

@@ -243,7 +243,10 @@ template <typename T, int Odd>
 inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
   constexpr int L = kVecLen<T>;
   using Mask = LaneMask<T>;
-  if constexpr (L == 8)
+  if constexpr (L == 16)
+    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14, Odd + 16,
+                             Odd + 18, Odd + 20, Odd + 22, Odd + 24, Odd + 26, Odd + 28, Odd + 30);
+  else if constexpr (L == 8)
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14);
   else if constexpr (L == 4)
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);

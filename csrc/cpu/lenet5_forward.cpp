@@ -39,9 +39,12 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, c
     // thread (at least a block each): chunks big enough to keep the dense layers' weights hot.
     const int64_t blocks = (N + kLeNetBlock - 1) / kLeNetBlock, groups = (N + kLeNetGroup - 1) / kLeNetGroup;
     const int64_t chunks = std::min<int64_t>(blocks, std::max<int64_t>(groups, at::get_num_threads()));
+    // Each thread's scratch is its own, reused from call to call (a batch of one allocates nothing
+    // but its logits, and runs on the calling thread: parallel_chunks opens no parallel region for
+    // one chunk).
     parallel_chunks(N, chunks, [&](ChunkQueue& queue) {
-      Scratch<scalar_t> scratch(lenet5_scratch_size<scalar_t>());
-      for (int64_t c, n0, n1; queue.pop(c, n0, n1);) k.lenet5_forward(p, xp, lp, n0, n1, scratch.data());
+      scalar_t* scratch = thread_scratch<scalar_t>(lenet5_scratch_size<scalar_t>());
+      for (int64_t c, n0, n1; queue.pop(c, n0, n1);) k.lenet5_forward(p, xp, lp, n0, n1, scratch);
     });
   });
   return logits;

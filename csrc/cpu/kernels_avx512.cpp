@@ -1,0 +1,18 @@
+// The CPU kernels compiled for AVX-512 (F, DQ, BW, VL, with FMA: 16 floats per vector, 32 vector
+// registers), chosen at run time by kernels_base.cpp only when asked for (LENET_EXT_CPU_ISA=avx512)
+// on a CPU that has it: measured, they are not faster than the AVX2 ones for LeNet-5's shapes on
+// the machines tried (docs/performance.md), so AVX2 stays the default. Only this file's own code is
+// compiled for AVX-512, as kernels_avx2.cpp does for AVX2.
+#include <cstdint>
+#include <type_traits>
+
+#include "../shapes.h"  // its inline members stay baseline code
+#include "kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#pragma GCC optimize("fp-contract=fast")
+#define LENET_EXT_ISA avx512
+#define LENET_EXT_VEC_BYTES 64
+#include "kernels_impl.h"  // instantiates lenet_ext::cpu::avx512::make_kernels<float, double>
+#endif
