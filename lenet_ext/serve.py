@@ -46,6 +46,7 @@ from . import checkpoint, cli, data, images, predict
 from .errors import UserError
 
 MAX_BODY = 2 * 1024 * 1024
+DRAIN_LIMIT = 16 * 1024 * 1024  # oversized bodies up to this size are read and dropped before the 413
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web", "serve.html")
 DEFAULTS = {"max_batch": 64, "max_wait_ms": 2.0, "max_concurrency": 1024, "read_timeout": 10.0, "decode_threads": 0}
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -282,6 +283,10 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
             )
         return body
 
+    async def drain(request: Request) -> None:
+        async for _ in request.stream():
+            pass
+
     async def predict_route(request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is None:
@@ -293,6 +298,13 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
         except ValueError:
             raise JsonError(400, f"bad Content-Length: {length!r}", {"Connection": "close"}) from None
         if n > MAX_BODY:
+            # A moderately oversized body is read and dropped first, so that the client, still
+            # sending, gets the answer rather than a reset connection; a huge one is not read at all.
+            if n <= DRAIN_LIMIT:
+                try:
+                    await asyncio.wait_for(drain(request), settings["read_timeout"])
+                except (asyncio.TimeoutError, ClientDisconnect):
+                    pass
             raise JsonError(413, f"the body is {n:,} bytes; at most {MAX_BODY:,} are accepted", {"Connection": "close"})
         try:
             body = await asyncio.wait_for(read_body(request, n), settings["read_timeout"])
