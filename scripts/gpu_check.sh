@@ -17,7 +17,7 @@
 # timeout cuts off, what ran is in it; the logs lie beside it.
 # Usage: OUT=/some/dir [GPU_CHECK_BUDGET_S=300] bash scripts/gpu_check.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 python=${PYTHON:-python3}

@@ -6,7 +6,7 @@
 # Results: $OUT/gpu-quick.md (OUT defaults to ./gpu-results), rewritten after every stage.
 # Usage: OUT=/some/dir bash scripts/gpu_quick.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 python=${PYTHON:-python3}
