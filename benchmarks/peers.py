@@ -27,13 +27,7 @@ import lenet_ext
 from lenet_ext import export
 
 from .cases import FLOPS_LENET_FORWARD, FLOPS_LENET_TRAIN
-
-
-def sgemm_gflops(n=1024, rounds=5):
-    """This machine's float32 matrix-product rate now: torch.mm of two n x n matrices, best round."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = min(timed(lambda: torch.mm(a, b)) for _ in range(rounds))
-    return 2 * n**3 / best / 1e9
+from .report import Timer, sgemm_gflops
 
 
 def timed(fn, min_seconds=0.2):
@@ -139,7 +133,7 @@ def main(argv=None):
         except Exception as exc:  # the export extra is not installed
             print(f"(no ONNX export: {exc})", file=sys.stderr)
             onnx_path = None
-        ceiling = sgemm_gflops()
+        ceiling = sgemm_gflops("cpu", Timer("cpu"))
         print(
             f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}, lenet_ext {lenet_ext.__version__}; "
             f"CPU kernels: {lenet_ext.cpu_isa()}; sgemm ceiling (torch.mm 1024^3, this run): {ceiling:.1f} GFLOP/s; "

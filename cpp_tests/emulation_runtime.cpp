@@ -87,8 +87,9 @@ inline void access(const void* p, size_t n, bool write) {
         report("shared-memory race: thread " + std::to_string(t) + (write ? " writes" : " reads") + " byte " +
                std::to_string(i) + " that thread " + std::to_string(s.writer) + " wrote since the last barrier");
       else if (write && read_now && (s.reader != t || s.several_readers))
-        report("shared-memory race: thread " + std::to_string(t) + " writes byte " + std::to_string(i) +
-               " that thread " + std::to_string(s.reader == t ? -1 : s.reader) + " read since the last barrier");
+        report("shared-memory race: thread " + std::to_string(t) + " writes byte " + std::to_string(i) + " that " +
+               (s.reader == t ? std::string("another thread") : "thread " + std::to_string(s.reader)) +
+               " read since the last barrier");
     }
     if (write) {
       s.write_interval = interval;

@@ -255,7 +255,7 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
     decode_pool = ThreadPoolExecutor(threads, thread_name_prefix="lenet-decode")
     with open(PAGE, "rb") as f:
         page = f.read()
-    state = {"active": 0, "accepting": True}
+    state = {"accepting": True}
 
     def json_response(status: int, payload: Dict[str, Any], headers: Optional[Dict[str, str]] = None) -> Response:
         return Response(
@@ -330,12 +330,12 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
             raise JsonError(500, str(exc)) from None
         return json_response(200, answer)
 
+    def page_response(request: Request) -> Response:
+        return Response(page, 200, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
     routes = {
-        "/": (
-            "GET",
-            lambda r: Response(page, 200, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"}),
-        ),
-        "/index.html": ("GET", lambda r: Response(page, 200, media_type="text/html; charset=utf-8")),
+        "/": ("GET", page_response),
+        "/index.html": ("GET", page_response),
         "/api/info": ("GET", lambda r: json_response(200, model.info)),
         "/healthz": (
             "GET",
@@ -370,19 +370,18 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
         start = time.perf_counter()
         request = Request(scope, receive)
         path = scope.get("path", "")
-        if state["active"] >= settings["max_concurrency"]:
+        if metrics.in_flight >= settings["max_concurrency"]:
             response = json_response(
                 503,
                 {
-                    "error": f"busy: {state['active']} requests in flight (at most "
+                    "error": f"busy: {metrics.in_flight} requests in flight (at most "
                     f"{settings['max_concurrency']}); retry shortly"
                 },
                 {"Retry-After": "1", "Connection": "close"},
             )
             metrics.request(path if path in routes else "other", 503, time.perf_counter() - start)
             return await response(scope, receive, send)
-        state["active"] += 1
-        metrics.in_flight = state["active"]
+        metrics.in_flight += 1
         try:
             try:
                 response = await dispatch(request)
@@ -403,8 +402,7 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
                 )
             await response(scope, receive, send)
         finally:
-            state["active"] -= 1
-            metrics.in_flight = state["active"]
+            metrics.in_flight -= 1
 
     async def lifespan(receive, send):
         while True:
@@ -451,6 +449,25 @@ if _HttpProtocol is not None:
 PROTOCOL = "lenet_ext.serve:JsonErrorsProtocol"
 
 
+def uvicorn_config(app, verbose: bool, **extra):
+    """uvicorn's settings for this server (one process, or each of --workers): the JSON-error
+    protocol, the lifespan (the batcher's start and drain), a 5 s graceful shutdown, no access log
+    unless verbose."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        http=PROTOCOL,
+        lifespan="on",
+        log_level="info" if verbose else "error",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=5,
+        server_header=False,
+        **extra,
+    )
+
+
 class Server:
     """A bound server: serve_forever() runs it (in this thread; SIGINT/SIGTERM stop it gracefully
     when this is the main thread), shutdown() stops it from another thread, server_address is
@@ -461,17 +478,7 @@ class Server:
 
         self.socket, self.app = sock, app
         self.server_address = sock.getsockname()[:2]
-        self.config = uvicorn.Config(
-            app,
-            http=PROTOCOL,
-            loop="auto",
-            lifespan="on",
-            log_level="info" if verbose else "error",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-            timeout_keep_alive=5,
-            server_header=False,
-        )
+        self.config = uvicorn_config(app, verbose)
         self.server = uvicorn.Server(self.config)
         self._done = threading.Event()
 
@@ -625,15 +632,17 @@ def _main_impl(argv=None) -> int:
     if args.workers > 1 and device.type != "cpu":
         raise cli.CliError("--workers > 1 is for the CPU: one GPU serves best from one process, batching its requests")
     settings = {k: getattr(args, k) for k in DEFAULTS}
-    sock = bind(args.host, args.port)
+    if args.workers == 1:
+        server = start(args.checkpoint, args.host, args.port, device, args.verbose, state, settings)
+        sock = server.socket
+    else:
+        sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     if args.workers == 1:
-        server = Server(create_app(Model(args.checkpoint, device, state), settings, args.verbose), sock, args.verbose)
         print(f"serving {describe(state)} at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     else:
-        import uvicorn
         from uvicorn.supervisors import Multiprocess
 
         os.environ["LENET_EXT_SERVE"] = json.dumps(
@@ -645,17 +654,7 @@ def _main_impl(argv=None) -> int:
                 "threads": max(1, torch.get_num_threads() // args.workers),
             }
         )
-        config = uvicorn.Config(
-            "lenet_ext.serve:app_factory",
-            factory=True,
-            workers=args.workers,
-            http=PROTOCOL,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            log_level="info" if args.verbose else "error",
-            access_log=False,
-            server_header=False,
-        )
+        config = uvicorn_config("lenet_ext.serve:app_factory", args.verbose, factory=True, workers=args.workers)
         print(
             f"serving {describe(state)} at http://{shown}:{port}/ with {args.workers} worker processes "
             "(Ctrl-C to stop)",

@@ -95,6 +95,16 @@ def _workers(parent_pid):
     return found
 
 
+def wait_for_first_epoch(proc, out):
+    """Waits (5 minutes at most) until the torchrun job `proc` has written its first epoch's metrics
+    into the run folder `out`; fails with the job's output if it ended first."""
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.1)
+    assert (out / "metrics.jsonl").exists(), "the run never finished an epoch"
+
+
 def test_killed_rank_ends_the_run_and_resume_finishes_it(tmp_path, env):
     out = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -105,11 +115,7 @@ def test_killed_rank_ends_the_run_and_resume_finishes_it(tmp_path, env):
         text=True,
     )
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not (out / "metrics.jsonl").exists():
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.2)
-        assert (out / "metrics.jsonl").exists(), "the run never finished an epoch"
+        wait_for_first_epoch(proc, out)
         workers = _workers(proc.pid)
         assert set(workers) == {0, 1}, workers
         os.kill(workers[1], signal.SIGKILL)
@@ -197,10 +203,7 @@ def test_killed_worker_is_restarted_and_the_run_resumes(tmp_path, env):
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not (out / "metrics.jsonl").exists():
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.2)
+        wait_for_first_epoch(proc, out)
         workers = _workers(proc.pid)
         assert set(workers) == {0, 1}, workers
         os.kill(workers[1], signal.SIGKILL)
@@ -222,10 +225,7 @@ def test_sigterm_under_torchrun_stops_every_rank_resumably(tmp_path, env):
     cmd = torchrun("--epochs", "3", "--out", str(out), *TRAIN[:-2], "--batch-size", "16", "--seed", "11")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not (out / "metrics.jsonl").exists():
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.1)
+        wait_for_first_epoch(proc, out)
         time.sleep(0.5)
         for pid in _workers(proc.pid).values():
             os.kill(pid, signal.SIGTERM)
