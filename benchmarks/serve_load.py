@@ -1,8 +1,10 @@
 """Load test of python -m lenet_ext.serve: a server started in its own process, and closed-loop
 clients in this one (asyncio, raw HTTP/1.1 over keep-alive connections, each client sending its
-next request when the last is answered), drawn digits as PNG bodies.
+next request when the last is answered), real MNIST test digits as PNG bodies (28 x 28; from
+--data-dir, else the embedded digits), or with --bodies drawn 200 x 200 pen strokes (a heavier
+decode and preparation: a photo-sized upload).
 
-    python -m benchmarks.serve_load --checkpoint runs/RUN/best.pt
+    python -m benchmarks.serve_load --checkpoint runs/RUN/best.pt --data-dir DIR
     python -m benchmarks.serve_load --checkpoint runs/RUN/best.pt --clients 1,16,64,256 --seconds 10
 
 Prints one table: per number of clients, the requests answered, errors (anything but 200; a 503
@@ -37,6 +39,21 @@ def digit_png(seed: int) -> bytes:
     out = io.BytesIO()
     im.save(out, "PNG")
     return out.getvalue()
+
+
+def mnist_pngs(data_dir, n: int = 64):
+    """The first n MNIST test digits (the embedded digits' last n without data_dir) as PNG files."""
+    from PIL import Image
+
+    from lenet_ext import data
+
+    digits = data.load_folder(data_dir)[2][:n] if data_dir else data._embedded()[0][-n:]
+    out = []
+    for digit in digits:
+        buf = io.BytesIO()
+        Image.fromarray(digit).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
 
 
 def request_bytes(body: bytes) -> bytes:
@@ -199,6 +216,10 @@ def main(argv=None):
     parser.add_argument("--clients", default="1,16,64,256", help="client counts (default: 1,16,64,256)")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per client count (default: 8)")
     parser.add_argument("--stalled", type=int, default=500, help="stalled uploads in the stall check (default: 500)")
+    parser.add_argument(
+        "--bodies", choices=("mnist", "drawn"), default="mnist", help="MNIST test digits (default) or drawn 200 x 200"
+    )
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX folder for the bodies (default: embedded digits)")
     parser.add_argument("--server-args", default="", help="extra arguments for the server, e.g. '--workers 2'")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,7 +231,8 @@ def main(argv=None):
             if train.main(["--epochs", "1", "--no-plots", "--out", run]) != 0:
                 raise SystemExit("error: could not train the model to serve")
             checkpoint = os.path.join(run, "best.pt")
-        payloads = [request_bytes(digit_png(i)) for i in range(32)]
+        bodies = mnist_pngs(args.data_dir) if args.bodies == "mnist" else [digit_png(i) for i in range(32)]
+        payloads = [request_bytes(body) for body in bodies]
         proc, host, port = start_server(checkpoint, args.server_args.split())
         try:
             rows = [asyncio.run(load(host, port, int(c), args.seconds, payloads)) for c in args.clients.split(",")]
@@ -222,7 +244,8 @@ def main(argv=None):
         code, seconds, cut, done = asyncio.run(sigterm(proc, host, port, payloads))
     print(
         f"server: python -m lenet_ext.serve {args.server_args}; {os.cpu_count()} cores; clients closed-loop over "
-        f"keep-alive connections in one asyncio process on the same machine; {args.seconds:g} s per row"
+        f"keep-alive connections in one asyncio process on the same machine; {args.seconds:g} s per row; "
+        f"bodies: {'MNIST test digits (28 x 28 PNG)' if args.bodies == 'mnist' else 'drawn 200 x 200 PNG'}"
     )
     print()
     print("| clients | requests | errors | 503 | predictions/s | p50 ms | p99 ms | max ms | mean batch |")

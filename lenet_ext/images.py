@@ -33,9 +33,23 @@ def _to_byte_range(img: np.ndarray, floating: bool) -> np.ndarray:
     return img
 
 
+def _border_median(img: np.ndarray) -> float:
+    """The median of the image's four edges (np.median's value: the mean of the middle two, as
+    the edge count 2 (h + w) is even), from one sort of the edge pixels."""
+    edge = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    edge.sort()
+    mid = len(edge) // 2
+    return (edge[mid - 1] + edge[mid]) / 2.0
+
+
 def prepare(pixels: np.ndarray) -> np.ndarray:
     """A 2-D grayscale array (any size; 0..255, or floats in 0..1) -> 28x28 uint8, white digit on
-    black, MNIST-style. ImageError if it is not a usable 2-D image or holds no digit."""
+    black, MNIST-style. ImageError if it is not a usable 2-D image or holds no digit.
+
+    The steps: onto 0..255; inverted when the edges are light (a dark digit on paper); the edges'
+    median subtracted as the background; cropped to the pixels above 10% of the brightest; scaled
+    (Lanczos) so that the longer side is 20; placed in 28x28 with its centre of mass moved to the
+    middle (as far as the 28x28 frame allows)."""
     img = np.asarray(pixels)
     if img.ndim != 2:
         raise ImageError(f"expected a 2-D grayscale image, got an array of shape {img.shape}")
@@ -43,43 +57,39 @@ def prepare(pixels: np.ndarray) -> np.ndarray:
         raise ImageError(
             f"the image is {img.shape[1]} x {img.shape[0]} pixels: too small to hold a digit (at least 2 x 2)"
         )
-    if img.dtype == bool:
-        img = img.astype(np.float64) * 255.0
-    img = img.astype(np.float64)
+    floating = np.issubdtype(img.dtype, np.floating)
+    img = img.astype(np.float64) * 255.0 if img.dtype == bool else img.astype(np.float64)
     if not np.isfinite(img).all():
         raise ImageError("the image holds NaN or infinite pixel values")
-    img = _to_byte_range(img, np.issubdtype(np.asarray(pixels).dtype, np.floating))
-
-    def border(a):
-        return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-
-    if np.median(border(img)) > 127:  # dark digit on a light background: invert
+    img = _to_byte_range(img, floating)
+    background = _border_median(img)
+    if background > 127:  # dark digit on a light background: invert
         img = 255.0 - img
-    img = np.clip(img - np.median(border(img)), 0, 255)  # background to 0
-    if img.max() < MIN_CONTRAST:
+        background = _border_median(img)
+    img -= background
+    np.clip(img, 0, 255, out=img)  # background to 0
+    peak = img.max()
+    if peak < MIN_CONTRAST:
         raise ImageError("the image is blank: no digit found")
-    rows, cols = np.flatnonzero(img.max(1) > 0.1 * img.max()), np.flatnonzero(img.max(0) > 0.1 * img.max())
+    rows, cols = np.flatnonzero(img.max(1) > 0.1 * peak), np.flatnonzero(img.max(0) > 0.1 * peak)
     img = img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     from PIL import Image
 
     h, w = img.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(
-        Image.fromarray((img / img.max() * 255).astype(np.uint8)).resize(size, Image.LANCZOS), dtype=np.float64
-    )
-    out = np.zeros((28, 28))
-    top, left = (28 - small.shape[0]) // 2, (28 - small.shape[1]) // 2
-    out[top : top + small.shape[0], left : left + small.shape[1]] = small
-    total = out.sum()
+    small = np.asarray(Image.fromarray((img / peak * 255).astype(np.uint8)).resize(size, Image.LANCZOS))
+    sh, sw = small.shape
+    top, left = (28 - sh) // 2, (28 - sw) // 2
+    total = int(small.sum(dtype=np.int64))
     if total > 0:  # shift the centre of mass to the middle, as MNIST did
-        cy = (out.sum(1) * np.arange(28)).sum() / total
-        cx = (out.sum(0) * np.arange(28)).sum() / total
-        dy, dx = int(round(13.5 - cy)), int(round(13.5 - cx))
-        dy = int(np.clip(dy, -top, 28 - top - small.shape[0]))
-        dx = int(np.clip(dx, -left, 28 - left - small.shape[1]))
-        out = np.roll(out, (dy, dx), axis=(0, 1))
-    return np.clip(out, 0, 255).astype(np.uint8)
+        cy = (small.sum(1, dtype=np.int64) * np.arange(top, top + sh)).sum() / total
+        cx = (small.sum(0, dtype=np.int64) * np.arange(left, left + sw)).sum() / total
+        top += min(max(int(round(13.5 - cy)), -top), 28 - top - sh)
+        left += min(max(int(round(13.5 - cx)), -left), 28 - left - sw)
+    out = np.zeros((28, 28), np.uint8)
+    out[top : top + sh, left : left + sw] = small
+    return out
 
 
 _ALPHA_MODES = ("LA", "PA", "RGBA", "RGBa")
