@@ -490,6 +490,7 @@ class Run:
             "threads": torch.get_num_threads(),
             "processes": self.ranks.world,
             "config": cfg.to_dict(),
+            "recipe": cfg.recipe,
             "cuda_graph": self.stepper.captured,
             "epochs_done": self.epoch,
             "final": last,

@@ -221,6 +221,39 @@ def test_stop_at_target(tmp_path, offline_env):
     assert summary["stopped_at_target"] and summary["epochs_done"] == summary["reached_target_epoch"] < 6
 
 
+def test_recipe_fast_sets_its_flags_and_stops_at_the_target(tmp_path, offline_env, capsys):
+    from lenet_ext.config import RECIPES
+
+    fast = RECIPES["fast"]
+    run = tmp_path / "fast"
+    argv = ["--recipe", "fast", "--seed", "5", "--target-acc", "0.3", "--no-plots", "--out", str(run)]
+    assert train.main(argv) == 0
+    assert "recipe fast" in capsys.readouterr().out
+    summary = json.load(open(run / "summary.json"))
+    assert summary["recipe"] == summary["config"]["recipe"] == "fast"
+    assert {k: summary["config"][k] for k in fast} == fast and fast["stop_at_target"]
+    assert summary["stopped_at_target"] and summary["epochs_done"] == summary["reached_target_epoch"]
+    assert summary["epochs_done"] < fast["epochs"]
+    assert summary["seconds_to_target"] == pytest.approx(summary["train_seconds"])
+    assert checkpoint.load(str(run / "last.pt"))["config"]["recipe"] == "fast"  # kept for --resume
+
+    # A flag given on the command line wins over the recipe; the rest still come from it.
+    mixed = tmp_path / "mixed"
+    assert train.main(argv[:-1] + [str(mixed), "--batch-size", "32", "--epochs", "1"]) == 0
+    config = json.load(open(mixed / "summary.json"))["config"]
+    assert config["batch_size"] == 32 and config["epochs"] == 1 and config["lr"] == fast["lr"]
+    assert json.load(open(tmp_path / "fast" / "summary.json"))["config"]["batch_size"] == fast["batch_size"]
+    # The default recipe is the defaults.
+    plain = train.apply_recipe(train.build_parser().parse_args([]), [])
+    assert train.TrainConfig.from_args(plain) == train.DEFAULTS
+
+
+def test_unknown_recipe_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--recipe", "fastest"])
+    assert exc.value.code == 2 and "--recipe: invalid choice: 'fastest'" in capsys.readouterr().err
+
+
 def test_progress_reads_device_totals_without_waiting(offline_env):
     """The GPU loop's bookkeeping, run on the CPU: totals accumulate on the device, snapshots are
     read back when ready, and the epoch's totals equal an independent count."""
