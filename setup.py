@@ -31,7 +31,7 @@ from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, C
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # With no GPU to read the architecture from: Ampere (A100) and Hopper (H100/H200), plus PTX so that
-# newer GPUs can JIT-compile. Each architecture is a full compile of every .cu file.
+# newer GPUs can JIT-compile. Each architecture is one more device compile of every .cu file.
 FALLBACK_CUDA_ARCHS = "8.0;9.0+PTX"
 # Warnings as the CMake build has them; -Wno-psabi silences GCC's notes on the vector-extension ABI.
 # torch's headers are included as system headers (-isystem), so the warnings are ours alone.
@@ -91,7 +91,11 @@ def extension():
         cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-fopenmp", *WARNINGS, *SYSTEM_HEADERS]
         link = ["-fsanitize=address", "-fopenmp"]
     if cuda:
-        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        # The ops (csrc/cuda/*.cpp: checks, allocation, torch's headers) compile with the C++
+        # compiler; the kernels (csrc/cuda/*_kernels.cu, no torch headers) with nvcc, once per
+        # architecture each, which is why torch stays out of them.
+        sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
+        cxx += ["-isystem", os.path.join(CUDA_HOME, "include")]
         if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
             os.environ["TORCH_CUDA_ARCH_LIST"] = default_cuda_archs()
         print(f"lenet_ext: building CPU + CUDA kernels ({why}; archs {os.environ['TORCH_CUDA_ARCH_LIST']})")

@@ -1,5 +1,6 @@
-// Fused convolution + sigmoid on CUDA: argument checks, allocation and the launches on the current
-// stream. The kernels, and the forward and backward maths, are in conv_kernels.cuh.
+// Fused convolution + sigmoid on CUDA: argument checks, allocation and the launches
+// (conv2d_sigmoid_kernels.cu) on the current stream. The kernels, and the forward and backward
+// maths, are in conv_kernels.cuh.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -12,8 +13,7 @@
 #include "../checks.h"
 #include "../flags.h"
 #include "../tensors.h"
-#include "common.cuh"
-#include "conv_kernels.cuh"
+#include "common.h"
 
 namespace lenet_ext {
 namespace cuda {
@@ -43,7 +43,7 @@ at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_cuda", [&] {
     const ConvForward<scalar_t> f{s, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                                   b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>()};
-    conv2d_sigmoid_forward(f, CudaLaunch{c10::cuda::getCurrentCUDAStream()}, cuda_kernels() == CudaKernels::v2);
+    C10_CUDA_CHECK(launch_conv2d_sigmoid(f, cuda_kernels() == CudaKernels::v2, c10::cuda::getCurrentCUDAStream()));
   });
   return y;
 }
@@ -67,11 +67,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cuda(
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_backward_cuda", [&] {
     at::Tensor g = at::empty_like(gy);
-    if (g.numel() > 0) {
-      sigmoid_grad_kernel<scalar_t><<<blocks_for(g.numel()), kThreads, 0, stream>>>(
-          gy.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), g.mutable_data_ptr<scalar_t>(), g.numel());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
     const ConvBackward<scalar_t> b{s,
                                    g.const_data_ptr<scalar_t>(),
                                    x.const_data_ptr<scalar_t>(),
@@ -80,7 +75,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_backward_cuda(
                                    need_weight ? maybe<scalar_t>(gw) : nullptr,
                                    need_bias ? maybe<scalar_t>(gb) : nullptr,
                                    maybe<scalar_t>(partial)};
-    conv2d_backward_from_g(b, CudaLaunch{stream}, v2);
+    C10_CUDA_CHECK(launch_conv2d_sigmoid_backward(gy.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
+                                                  g.mutable_data_ptr<scalar_t>(), b, v2, stream));
   });
   return {gx, gw, gb};
 }

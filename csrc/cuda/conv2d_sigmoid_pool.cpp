@@ -1,4 +1,5 @@
-// Fused convolution + sigmoid + average pooling on CUDA (conv2d_sigmoid_pool and its backward).
+// Fused convolution + sigmoid + average pooling on CUDA (conv2d_sigmoid_pool and its backward):
+// checks, allocation and the launches (conv2d_sigmoid_pool_kernels.cu) on the current stream.
 //
 // Shapes  input (N, C, H, W), weight (O, C, KH, KW), bias (O,) or none; stride 1, zero padding p;
 //         activation a (N, O, OH, OW) = sigmoid(conv2d(input, weight, bias)); pooled (N, O, OH/k, OW/k),
@@ -25,8 +26,7 @@
 #include "../checks.h"
 #include "../flags.h"
 #include "../tensors.h"
-#include "common.cuh"
-#include "conv_kernels.cuh"
+#include "common.h"
 
 namespace lenet_ext {
 namespace cuda {
@@ -51,7 +51,7 @@ std::tuple<at::Tensor, at::Tensor> conv2d_sigmoid_pool_cuda(const at::Tensor& in
                                b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
                                act.mutable_data_ptr<scalar_t>(),
                                pooled.mutable_data_ptr<scalar_t>()};
-    conv2d_sigmoid_pool_forward(f, CudaLaunch{c10::cuda::getCurrentCUDAStream()});
+    C10_CUDA_CHECK(launch_conv2d_sigmoid_pool(f, c10::cuda::getCurrentCUDAStream()));
   });
   return {pooled, act};
 }
@@ -90,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cuda
                                         want(need_weight, gw),
                                         want(need_bias, gb),
                                         partial.defined() ? partial.mutable_data_ptr<scalar_t>() : nullptr};
-    conv2d_sigmoid_pool_backward(bw, CudaLaunch{c10::cuda::getCurrentCUDAStream()}, v2);
+    C10_CUDA_CHECK(launch_conv2d_sigmoid_pool_backward(bw, v2, c10::cuda::getCurrentCUDAStream()));
   });
   return {gx, gw, gb};
 }

@@ -14,6 +14,7 @@
 
 #include "../shapes.h"
 #include "device.cuh"
+#include "params.h"
 #include "product_kernels.cuh"
 
 namespace lenet_ext {
@@ -191,20 +192,6 @@ __global__ void conv2d_grad_input_kernel2(const T* __restrict__ g, const T* __re
   }
 }
 
-// Images per partial sum of a weight gradient: enough (image, position) pairs per block to keep
-// its 256 threads busy, few enough chunks for the second pass.
-inline int64_t conv_grad_chunk(const ConvShape& s) {
-  const int64_t per_image = s.OH * s.OW > 0 ? s.OH * s.OW : 1;
-  const int64_t chunk = (4096 + per_image - 1) / per_image;
-  const int64_t min_chunk = (s.N + 65534) / 65535;  // the grid's y dimension
-  return chunk > min_chunk ? chunk : min_chunk;
-}
-inline int64_t conv_grad_chunks(const ConvShape& s) {
-  const int64_t chunk = conv_grad_chunk(s);
-  return (s.N + chunk - 1) / chunk;
-}
-__host__ __device__ inline int64_t conv_grad_elements(const ConvShape& s) { return s.O * s.C * s.KH * s.KW + s.O; }
-
 // Block (e, chunk): the sum over the chunk's images and every output position of the gradient of
 // weight element e (e < O*C*KH*KW) or of bias o = e - O*C*KH*KW.
 template <typename T>
@@ -247,16 +234,9 @@ __global__ void conv2d_grad_params_reduce_kernel(const T* __restrict__ partial, 
   }
 }
 
-// A convolution's launches, as templates over the launcher (conv2d_sigmoid.cu,
-// conv2d_sigmoid_pool.cu; the emulator in cpp_tests/cuda_emulation.cpp). v2 selects the second
-// generation. A null output is not computed.
-template <typename T>
-struct ConvForward {
-  ConvShape s;
-  const T *x, *w, *b;
-  T* y;
-};
-
+// A convolution's launches, as templates over the launcher (conv2d_sigmoid_kernels.cu,
+// conv2d_sigmoid_pool_kernels.cu; the emulator in cpp_tests/cuda_emulation.cpp). v2 selects the
+// second generation. A null output is not computed. The argument structs are in params.h.
 template <typename T, typename Launch>
 void conv2d_sigmoid_forward(const ConvForward<T>& f, Launch&& launch, bool v2) {
   const ConvShape& s = f.s;
@@ -274,14 +254,6 @@ void conv2d_sigmoid_forward(const ConvForward<T>& f, Launch&& launch, bool v2) {
 
 // From g = the gradient at the pre-activation (N, O, OH, OW): dx, dw, db. v2 needs `partial`
 // (conv_grad_chunks(s) x conv_grad_elements(s) values) unless the window covers the whole input.
-template <typename T>
-struct ConvBackward {
-  ConvShape s;
-  const T *g, *x, *w;
-  T *gx, *gw, *gb;
-  T* partial;
-};
-
 template <typename T, typename Launch>
 void conv2d_backward_from_g(const ConvBackward<T>& b, Launch&& launch, bool v2) {
   const ConvShape& s = b.s;
@@ -383,16 +355,8 @@ __global__ void pooled_sigmoid_grad_kernel(const T* __restrict__ gp, const T* __
 }
 
 // The launches of conv2d_sigmoid_pool's forward and backward, as templates over the launcher
-// (launch(kernel, grid, block, args...)): the op (conv2d_sigmoid_pool.cu) launches on the current
-// stream, cpp_tests/cuda_emulation.cpp on the CPU. A null gradient pointer is not computed.
-template <typename T>
-struct ConvPool {
-  ConvShape s;
-  int64_t pool;
-  const T *x, *w, *b;  // forward inputs (b may be null)
-  T *act, *pooled;     // forward outputs
-};
-
+// (launch(kernel, grid, block, args...)): conv2d_sigmoid_pool_kernels.cu launches on a stream,
+// cpp_tests/cuda_emulation.cpp on the CPU. A null gradient pointer is not computed.
 template <typename T, typename Launch>
 void conv2d_sigmoid_pool_forward(const ConvPool<T>& f, Launch&& launch) {  // one kernel in both generations
   const ConvShape& s = f.s;
@@ -401,16 +365,6 @@ void conv2d_sigmoid_pool_forward(const ConvPool<T>& f, Launch&& launch) {  // on
   launch(conv2d_sigmoid_pool_forward_kernel<T>, dim3(blocks_for(windows)), dim3(kThreads), f.x, f.w, f.b, f.act,
          f.pooled, s, f.pool);
 }
-
-template <typename T>
-struct ConvPoolBackward {
-  ConvShape s;
-  int64_t pool;
-  const T *gp, *ga, *a, *x, *w;  // ga may be null
-  T* g;                          // scratch (N, O, OH, OW)
-  T *gx, *gw, *gb;               // null: not wanted
-  T* partial;                    // v2's partial sums (see ConvBackward)
-};
 
 template <typename T, typename Launch>
 void conv2d_sigmoid_pool_backward(const ConvPoolBackward<T>& b, Launch&& launch, bool v2) {

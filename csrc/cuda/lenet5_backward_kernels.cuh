@@ -29,11 +29,6 @@
 namespace lenet_ext {
 namespace cuda {
 
-constexpr int64_t kChunk = 64;                        // images per partial sum of a conv parameter's gradient
-constexpr int64_t kConvParams = 150 + 6 + 2400 + 16;  // c1 weight, c1 bias, c3 weight, c3 bias
-
-inline int64_t lenet5_backward_chunks(int64_t N) { return (N + kChunk - 1) / kChunk; }
-
 template <typename T>
 __global__ void __launch_bounds__(kLeNetThreads)
     lenet5_backward_chain_kernel(const T* __restrict__ glogits, int64_t classes, const T* __restrict__ c1,
@@ -213,16 +208,6 @@ __global__ void lenet5_conv_reduce_kernel(const T* __restrict__ partial, int64_t
     gb3[e - 2556] = acc;
   }
 }
-
-// The tensors of one backward call (contiguous; scratch: g1 (N, 4704), g3 (N, 1600), g5 (N, 120),
-// g6 (N, 84), partial (chunks, kConvParams); gx null when the images need no gradient).
-template <typename T>
-struct LeNet5Backward {
-  int64_t N, classes;
-  const T *glogits, *images, *c1, *s2, *c3, *s4, *c5, *f6, *c1w, *c3w, *c5w, *f6w, *outw;
-  T *g1, *g3, *g5, *g6, *partial, *gx;
-  T *gw1, *gb1, *gw3, *gb3, *gw5, *gb5, *gw6, *gb6, *gwo, *gbo;
-};
 
 // launch(kernel, grid, block, args...) runs one kernel: on the current stream (lenet5_train.cu) or
 // on the CPU (the emulator).

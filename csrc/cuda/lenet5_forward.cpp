@@ -1,5 +1,6 @@
 // The fused LeNet-5 forward (inference) on CUDA: argument checks, allocation and one launch on the
-// current stream, one block per image, for any batch size; the kernel is lenet5_kernels.cuh's.
+// current stream, one block per image, for any batch size; the kernel is lenet5_kernels.cuh's,
+// launched by lenet5_forward_kernels.cu.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -9,8 +10,7 @@
 
 #include "../checks.h"
 #include "../tensors.h"
-#include "common.cuh"
-#include "lenet5_kernels.cuh"
+#include "common.h"
 
 namespace lenet_ext {
 namespace cuda {
@@ -29,9 +29,9 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& images, const at::Tensor& c1w, 
   if (N == 0) return logits;
   TORCH_CHECK_VALUE(N <= 2147483647LL, "lenet_ext: lenet5_forward takes at most 2^31 - 1 images per call, got ", N);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_forward_cuda", [&] {
-    lenet5_forward(N, x.const_data_ptr<scalar_t>(), lenet5_weights<scalar_t>(w, classes),
-                   logits.mutable_data_ptr<scalar_t>(), LeNet5Acts<scalar_t>{},
-                   CudaLaunch{c10::cuda::getCurrentCUDAStream()});
+    C10_CUDA_CHECK(launch_lenet5_forward(N, x.const_data_ptr<scalar_t>(), lenet5_weights<scalar_t>(w, classes),
+                                         logits.mutable_data_ptr<scalar_t>(), LeNet5Acts<scalar_t>{},
+                                         c10::cuda::getCurrentCUDAStream()));
   });
   return logits;
 }

@@ -18,23 +18,12 @@
 #include <cstdint>
 
 #include "device.cuh"
+#include "params.h"
 
 namespace lenet_ext {
 namespace cuda {
 
 constexpr int kLeNetThreads = 256;
-
-template <typename T>
-struct LeNet5Weights {
-  const T *c1w, *c1b, *c3w, *c3b, *c5w, *c5b, *f6w, *f6b, *outw, *outb;
-  int64_t classes;
-};
-
-// Where a training forward saves each image's activations (all null for inference).
-template <typename T>
-struct LeNet5Acts {
-  T *c1, *s2, *c3, *s4, *c5, *f6;  // (N,6,28,28) (N,6,14,14) (N,16,10,10) (N,16,5,5) (N,120) (N,84)
-};
 
 // One 5x5 convolution + sigmoid + 2x2 average pooling stage between shared-memory tiles, one
 // thread per pooled value: `in` holds C channels of IN x IN values (c1: the padded 32 x 32 image;
@@ -122,14 +111,6 @@ __global__ void __launch_bounds__(kLeNetThreads) lenet5_forward_kernel(const T* 
     for (int k = 0; k < 84; ++k) acc += ro(w + k) * f6[k];
     logits[n * p.classes + j] = acc;
   }
-}
-
-// The kernel's pointers from the ten contiguous parameters (c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b,
-// outw, outb: any container of tensors indexed 0..9).
-template <typename T, typename Params>
-LeNet5Weights<T> lenet5_weights(const Params& w, int64_t classes) {
-  auto ptr = [&](int i) { return w[i].template const_data_ptr<T>(); };
-  return {ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), ptr(6), ptr(7), ptr(8), ptr(9), classes};
 }
 
 // The forward's one launch, one block per image, on the launcher (lenet5_forward.cu and

@@ -1,8 +1,10 @@
 // LeNet-5's training step as two ops on CUDA (see lenet_ext.cpp): the forward in one launch that
 // also saves the activations, and the backward in four launches.
 //
-// Forward  lenet5_kernels.cuh's kernel, saving c1, s2, c3, s4, c5, f6 beside the logits.
-// Backward  four launches (lenet5_backward_kernels.cuh, where the maths is).
+// Forward  lenet5_kernels.cuh's kernel, saving c1, s2, c3, s4, c5, f6 beside the logits
+//          (launched by lenet5_forward_kernels.cu).
+// Backward  four launches (lenet5_backward_kernels.cuh, where the maths is; launched by
+//           lenet5_train_kernels.cu).
 // No atomics anywhere: the same inputs give bitwise the same gradients, run after run.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
@@ -15,9 +17,7 @@
 
 #include "../checks.h"
 #include "../tensors.h"
-#include "common.cuh"
-#include "lenet5_backward_kernels.cuh"
-#include "lenet5_kernels.cuh"
+#include "common.h"
 
 namespace lenet_ext {
 namespace cuda {
@@ -45,8 +45,8 @@ Outputs lenet5_train_forward_cuda(const at::Tensor& images, const at::Tensor& c1
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_train_forward_cuda", [&] {
     auto out = [](at::Tensor& t) { return t.mutable_data_ptr<scalar_t>(); };
     const LeNet5Acts<scalar_t> save{out(c1), out(s2), out(c3), out(s4), out(c5), out(f6)};
-    lenet5_forward(N, x.const_data_ptr<scalar_t>(), lenet5_weights<scalar_t>(w, classes), out(logits), save,
-                   CudaLaunch{c10::cuda::getCurrentCUDAStream()});
+    C10_CUDA_CHECK(launch_lenet5_forward(N, x.const_data_ptr<scalar_t>(), lenet5_weights<scalar_t>(w, classes),
+                                         out(logits), save, c10::cuda::getCurrentCUDAStream()));
   });
   return {logits, c1, s2, c3, s4, c5, f6};
 }
@@ -88,7 +88,7 @@ ParamGrads lenet5_train_backward_cuda(const at::Tensor& grad_logits, const at::T
         in(wo),   out(g1),  out(g3),  out(g5),  out(g6),  out(partial), images_grad ? out(gx) : nullptr,
         out(gw1), out(gb1), out(gw3), out(gb3), out(gw5), out(gb5),     out(gw6),
         out(gb6), out(gwo), out(gbo)};
-    lenet5_backward(b, CudaLaunch{stream});
+    C10_CUDA_CHECK(launch_lenet5_backward(b, stream));
   });
   return {gx, gw1, gb1, gw3, gb3, gw5, gb5, gw6, gb6, gwo, gbo};
 }
