@@ -19,17 +19,6 @@ namespace lenet_ext {
 namespace cuda {
 namespace {
 
-// v2's partial sums of the weight and bias gradients (none for a whole-input window: a dense layer).
-at::Tensor conv_grad_partial(const ConvShape& s, const at::Tensor& like, bool v2) {
-  if (!v2 || s.whole_input()) return at::Tensor();
-  return at::empty({conv_grad_chunks(s) * conv_grad_elements(s)}, like.options());
-}
-
-template <typename T>
-T* maybe(at::Tensor& t) {
-  return t.defined() ? t.mutable_data_ptr<T>() : nullptr;
-}
-
 at::Tensor conv2d_sigmoid_cuda(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                                int64_t stride, int64_t padding) {
   check_conv2d(input, weight, bias, stride, padding);

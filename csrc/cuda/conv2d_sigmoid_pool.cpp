@@ -72,12 +72,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cuda
   std::tie(gx, gw, gb) = empty_grads(x, w, output_mask);
   if (!need_input && !need_weight && !need_bias) return {gx, gw, gb};
   const bool v2 = cuda_kernels() == CudaKernels::v2;
-  at::Tensor partial = v2 && (need_weight || need_bias) && !s.whole_input()
-                           ? at::empty({conv_grad_chunks(s) * conv_grad_elements(s)}, x.options())
-                           : at::Tensor();
+  at::Tensor partial = conv_grad_partial(s, x, v2 && (need_weight || need_bias));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_sigmoid_pool_backward_cuda", [&] {
     at::Tensor g = at::empty_like(a);
-    auto want = [](bool needed, at::Tensor& t) { return needed ? t.mutable_data_ptr<scalar_t>() : nullptr; };
     const ConvPoolBackward<scalar_t> bw{s,
                                         pool,
                                         gp.const_data_ptr<scalar_t>(),
@@ -86,10 +83,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_sigmoid_pool_backward_cuda
                                         x.const_data_ptr<scalar_t>(),
                                         w.const_data_ptr<scalar_t>(),
                                         g.mutable_data_ptr<scalar_t>(),
-                                        want(need_input, gx),
-                                        want(need_weight, gw),
-                                        want(need_bias, gb),
-                                        partial.defined() ? partial.mutable_data_ptr<scalar_t>() : nullptr};
+                                        need_input ? maybe<scalar_t>(gx) : nullptr,
+                                        need_weight ? maybe<scalar_t>(gw) : nullptr,
+                                        need_bias ? maybe<scalar_t>(gb) : nullptr,
+                                        maybe<scalar_t>(partial)};
     C10_CUDA_CHECK(launch_conv2d_sigmoid_pool_backward(bw, v2, c10::cuda::getCurrentCUDAStream()));
   });
   return {gx, gw, gb};
