@@ -48,6 +48,18 @@ def test_architecture():
     }
 
 
+def test_fused_params_are_the_ops_parameters_in_order():
+    model = lenet_ext.LeNet5()
+    named = dict(model.named_parameters())
+    params = model._fused_params()
+    assert len(params) == len(lenet_ext.ops.LENET5_PARAMS)
+    for name, p in zip(lenet_ext.ops.LENET5_PARAMS, params):
+        assert p is named[name], name
+    # A parameter replaced on its module is the one the fused forward then reads.
+    model.c3.weight = nn.Parameter(torch.randn_like(model.c3.weight))
+    assert model._fused_params()[2] is model.c3.weight
+
+
 def test_initialised_as_torch_nn():
     torch.manual_seed(123)
     model = lenet_ext.LeNet5()
