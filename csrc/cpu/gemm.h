@@ -82,10 +82,10 @@ typedef int64_t LaneMask64 __attribute__((vector_size(kVecBytes)));
 template <typename T>
 using LaneMask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
 
-// out[i] = the sum of v[i]'s lanes for four vectors. For 8 floats, lanes added pairwise across the
-// four at once (three rounds of shuffles and adds, then the two halves): about a fifth of the work
-// of four hsum calls, which the dense layers' short rows (84 and 120 values) had spent as much
-// time in as in their multiply-adds. Else hsum each.
+// out[i] = the sum of v[i]'s lanes for four vectors. For 8 and 16 floats, lanes added pairwise
+// across the four at once (rounds of shuffles and adds): about a fifth of the work of four hsum
+// calls, which the dense layers' short rows (84 and 120 values) spend as much time in as in their
+// multiply-adds. Else hsum each.
 template <typename T>
 inline void hsum4(const Vec<T>* v, T* out) {
   if constexpr (kVecLen<T> == 8 && sizeof(T) == 4) {
@@ -100,6 +100,20 @@ inline void hsum4(const Vec<T>* v, T* out) {
         LENET_EXT_SHUFFLE(t0, t1, 0, 1, 8, 9, 4, 5, 12, 13) + LENET_EXT_SHUFFLE(t0, t1, 2, 3, 10, 11, 6, 7, 14, 15);
     const Vec<T> w = u + LENET_EXT_SHUFFLE(u, u, 4, 5, 6, 7, 0, 1, 2, 3);
     for (int i = 0; i < 4; ++i) out[i] = w[i];
+  } else if constexpr (kVecLen<T> == 16 && sizeof(T) == 4) {
+    // The same for 16 floats: each vector's halves added (v0 and v1 into t0, v2 and v3 into t1),
+    // then the 8-float rounds on lanes 0-15 of (t0, t1).
+    using Mask = LaneMask<T>;
+    const Vec<T> t0 = LENET_EXT_SHUFFLE(v[0], v[1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                      LENET_EXT_SHUFFLE(v[0], v[1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    const Vec<T> t1 = LENET_EXT_SHUFFLE(v[2], v[3], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                      LENET_EXT_SHUFFLE(v[2], v[3], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    // (v0: 4 lanes, v1: 4, v2: 4, v3: 4), each the sum of 4 of t's
+    const Vec<T> u = LENET_EXT_SHUFFLE(t0, t1, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+                     LENET_EXT_SHUFFLE(t0, t1, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const Vec<T> w = u + LENET_EXT_SHUFFLE(u, u, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    const Vec<T> x = w + LENET_EXT_SHUFFLE(w, w, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    for (int i = 0; i < 4; ++i) out[i] = x[4 * i];
   } else {
     for (int i = 0; i < 4; ++i) out[i] = hsum<T>(v[i]);
   }
@@ -223,7 +237,7 @@ inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const AOp& A, const R
   constexpr int L = kVecLen<T>;
   for (; n + V * L <= N; n += V * L) {
     Vec<T> acc[R][V];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v) acc[r][v] = accumulate ? load(C + r * ldc + n + v * L) : Vec<T>{};
@@ -232,14 +246,14 @@ inline int64_t axpy_block(int64_t n, int64_t N, int64_t K, const AOp& A, const R
       Vec<T> b[V];
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v) b[v] = load(bk + v * L);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const Vec<T> a = splat(A(r, k));
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) acc[r][v] += a * b[v];
       }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v) store(C + r * ldc + n + v * L, acc[r][v]);
@@ -269,6 +283,12 @@ template <typename T, typename AOp, typename Rows>
 inline void gemm_axpy(int64_t M, int64_t N, int64_t K, const AOp& A, const Rows& B, T* C, int64_t ldc,
                       bool accumulate) {
   int64_t m = 0;
+  // 16-lane vectors (AVX-512, 32 registers) where one vector spans N (LeNet's c3: 16 channels):
+  // 12 rows at a time, 12 accumulators (6 would leave the FMA pipes waiting on their latency).
+  if constexpr (kVecLen<T> == 16) {
+    if (N <= kVecLen<T>)
+      for (; m + 12 <= M; m += 12) axpy_rows<T, 12>(N, K, A.from_row(m), B, C + m * ldc, ldc, accumulate);
+  }
   // 6 rows at a time where the rows are 6 (LeNet's c1 channels) or where fewer than 3 vectors
   // span N (6 x 2 accumulators instead of 4 x 2), else 4 (x 3 vectors).
   if (M % 6 == 0 || N < 3 * kVecLen<T>) {

@@ -254,12 +254,42 @@ inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2);
 }
 
+// One round of the 16 x 16 transpose below: rows i and i + S (i's bit S clear) swap their
+// off-diagonal S x S blocks. Row i's lanes with bit S set take row i + S's lanes l ^ S, and row
+// i + S's lanes with bit S clear take row i's lanes l ^ S (indices past 15 name the second operand).
+#define LENET_EXT_SWAP_BLOCKS(S, A, B)                      \
+  do {                                                      \
+    const Vec<T> a_ = (A), b_ = (B);                        \
+    (A) = LENET_EXT_SHUFFLE(a_, b_, LENET_EXT_SWAP_LO_##S); \
+    (B) = LENET_EXT_SHUFFLE(a_, b_, LENET_EXT_SWAP_HI_##S); \
+  } while (0)
+#define LENET_EXT_SWAP_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define LENET_EXT_SWAP_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define LENET_EXT_SWAP_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define LENET_EXT_SWAP_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define LENET_EXT_SWAP_LO_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define LENET_EXT_SWAP_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define LENET_EXT_SWAP_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define LENET_EXT_SWAP_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+
 // dst[j * ldd + i] = src[i * lds + j] for an L x L block: for 8 floats (AVX), in three rounds of
-// shuffles (24 of them, where a scalar copy costs 64 loads and 64 stores); else one by one.
+// shuffles (24 of them, where a scalar copy costs 64 loads and 64 stores); for 16 floats
+// (AVX-512), in four rounds of block swaps (64 two-source shuffles for 256 values); else one by one.
 template <typename T>
 inline void transpose_block(const T* src, int64_t lds, T* dst, int64_t ldd) {
   constexpr int L = kVecLen<T>;
-  if constexpr (L == 8 && sizeof(T) == 4) {
+  if constexpr (L == 16 && sizeof(T) == 4) {
+    using Mask = LaneMask<T>;
+    Vec<T> r[16];
+    for (int i = 0; i < 16; ++i) r[i] = load(src + i * lds);
+    for (int i = 0; i < 8; ++i) LENET_EXT_SWAP_BLOCKS(8, r[i], r[i + 8]);
+    for (int i = 0; i < 16; i += 8)
+      for (int j = 0; j < 4; ++j) LENET_EXT_SWAP_BLOCKS(4, r[i + j], r[i + j + 4]);
+    for (int i = 0; i < 16; i += 4)
+      for (int j = 0; j < 2; ++j) LENET_EXT_SWAP_BLOCKS(2, r[i + j], r[i + j + 2]);
+    for (int i = 0; i < 16; i += 2) LENET_EXT_SWAP_BLOCKS(1, r[i], r[i + 1]);
+    for (int i = 0; i < 16; ++i) store(dst + i * ldd, r[i]);
+  } else if constexpr (L == 8 && sizeof(T) == 4) {
     using Mask = LaneMask<T>;
     Vec<T> r[8], t[8];
     for (int i = 0; i < 8; ++i) r[i] = load(src + i * lds);
@@ -368,7 +398,9 @@ void avg_pool_channels(const T* z, T* out, int64_t O, int64_t OH, int64_t OW, in
 template <typename T>
 inline Vec<T> load_pairs(const T* p) {
   constexpr int L = kVecLen<T>;
-  if constexpr (L == 8)
+  if constexpr (L == 16)
+    return Vec<T>{p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3], p[4], p[4], p[5], p[5], p[6], p[6], p[7], p[7]};
+  else if constexpr (L == 8)
     return Vec<T>{p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3]};
   else if constexpr (L == 4)
     return Vec<T>{p[0], p[0], p[1], p[1]};
@@ -756,3 +788,12 @@ template CpuKernels<double> make_kernels<double>();
 }  // namespace lenet_ext
 
 #undef LENET_EXT_SHUFFLE
+#undef LENET_EXT_SWAP_BLOCKS
+#undef LENET_EXT_SWAP_LO_8
+#undef LENET_EXT_SWAP_HI_8
+#undef LENET_EXT_SWAP_LO_4
+#undef LENET_EXT_SWAP_HI_4
+#undef LENET_EXT_SWAP_LO_2
+#undef LENET_EXT_SWAP_HI_2
+#undef LENET_EXT_SWAP_LO_1
+#undef LENET_EXT_SWAP_HI_1
