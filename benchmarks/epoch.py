@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 import lenet_ext
 from lenet_ext import data
-from lenet_ext.config import TrainConfig
-from lenet_ext.loop import Run
+from lenet_ext.training.config import TrainConfig
+from lenet_ext.training.loop import Run
 
 
 def plain_steps(impl, device, steps, batch_size, seed=0):

@@ -17,8 +17,8 @@ import time
 import torch
 
 from lenet_ext import data
-from lenet_ext.config import TrainConfig
-from lenet_ext.loop import Run
+from lenet_ext.training.config import TrainConfig
+from lenet_ext.training.loop import Run
 
 # A short one-cycle schedule for the race to 99%: the default recipe (batch 64) annealed over 10
 # epochs instead of 20 (on the CPU, 3 seeds reached 99% at epoch 9). Override with the flags.

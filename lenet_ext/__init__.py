@@ -10,7 +10,7 @@ import os
 import sys
 
 if sys.argv[:1] == ["-m"]:  # being imported by `python -m lenet_ext.<tool>`: no traceback on Ctrl-C
-    from .cli import quiet_interrupts_at_startup
+    from .interrupts import quiet_interrupts_at_startup
 
     quiet_interrupts_at_startup()
 

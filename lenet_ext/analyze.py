@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import os
+import string
 import sys
 import time
 from typing import Dict, List, Optional
@@ -24,11 +25,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from . import checkpoint, cli, data, fileio, runs
-from .config import MIN_TSNE_SAMPLES
+from . import checkpoint, cli, data, fileio
 from .models import LeNet5
 from .plots import pixels, plot_confusion, plot_conv1, plot_failures, plot_loss_curves, plot_tsne
-from .resume import run_data
+from .training import runs
+from .training.config import MIN_TSNE_SAMPLES
+from .training.resume import run_data
 
 FILES = runs.STUDY_FILES
 
@@ -63,7 +65,14 @@ def _img(path: str) -> str:
 
 
 CELL_THUMBNAILS = 60  # digits listed per confusion-matrix cell (every one for the off-diagonal cells)
-REPORT_JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web", "report.js")
+WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+REPORT_JS = os.path.join(WEB, "report.js")
+
+
+def _template(name: str) -> string.Template:
+    """A page template of lenet_ext/web ($name placeholders)."""
+    with open(os.path.join(WEB, name), encoding="utf-8") as f:
+        return string.Template(f.read())
 
 
 def _report_data(report: Dict, classes) -> Dict:
@@ -122,42 +131,17 @@ def write_report(
         payload = json.dumps(_report_data(report, classes)).replace("</", "<\\/")
         with open(REPORT_JS, encoding="utf-8") as f:
             script = f.read()
-        interactive = f"""
-<h2>t-SNE of the F6 layer ({len(report["sample"]):,} test digits; hover a point)</h2>
-<p class="note">Colours are the true classes; circled points are misclassified.</p>
-<canvas id="tsne-canvas" width="760" height="620"></canvas>
-<div id="tsne-tip" hidden></div>
-<h2>Confusion matrix (click a cell to list its test digits)</h2>
-<table id="confusion"></table>
-<div id="cell-list"><p class="note">Click a cell above.</p></div>
-<h2>Misclassified test digits ({len(failures)})</h2>
-<label>Sort by <select id="sort">
-  <option value="confidence-desc">confidence, highest first</option>
-  <option value="confidence-asc">confidence, lowest first</option>
-  <option value="true">true class</option>
-  <option value="predicted">predicted class</option>
-</select></label>
-<div id="failures-grid" class="grid"></div>
-<script type="application/json" id="report-data">{payload}</script>
-<script>{script}</script>"""
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lenet_ext run: {esc(os.path.basename(os.path.abspath(run_dir)))}</title>
-<link rel="icon" href="data:,">
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
-img{{max-width:100%}} .note{{color:#666}} #tsne-canvas{{border:1px solid #ccc;max-width:100%}}
-#tsne-tip{{position:absolute;background:#fff;border:1px solid #888;padding:6px;font-size:.85em;box-shadow:2px 2px 6px #0003}}
-#confusion td.cell{{cursor:pointer;text-align:right;min-width:2.2em}} #confusion td.selected{{outline:3px solid #d62728}}
-.grid{{display:flex;flex-wrap:wrap;gap:6px}} .card{{font-size:.75em;text-align:center}}
-.card.wrong div{{color:#b00}} canvas.digit{{image-rendering:pixelated;border:1px solid #ddd}}</style></head><body>
-<h1>LeNet-5 run {esc(os.path.abspath(run_dir))}</h1>
-<h2>Summary</h2><table>{rows}</table>
-{interactive}
-<h2>Errors per class</h2><table><tr><th>true class</th><th>test images</th><th>errors</th><th>error rate</th></tr>{pc}</table>
-<h2>Figures</h2>
-{figs}
-</body></html>
-"""
+        interactive = "\n" + _template("report_interactive.html").substitute(
+            samples=f"{len(report['sample']):,}", failures=len(failures), payload=payload, script=script
+        ).rstrip("\n")
+    page = _template("report.html").substitute(
+        title=esc(os.path.basename(os.path.abspath(run_dir))),
+        heading=esc(os.path.abspath(run_dir)),
+        summary_rows=rows,
+        interactive=interactive,
+        class_rows=pc,
+        figures=figs,
+    )
     fileio.atomic_write_text(os.path.join(run_dir, "report.html"), page)
 
 

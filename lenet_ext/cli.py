@@ -7,6 +7,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from .errors import UserError
+from .interrupts import interrupted, sigint_received
 
 
 class CliError(UserError):
@@ -55,7 +56,7 @@ def run(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if not (_interrupted(exc) or _sigint["received"]):
+        if not (interrupted(exc) or sigint_received()):
             return _failed(exc)
         print("interrupted", file=sys.stderr)
         return 130
@@ -83,41 +84,3 @@ def _failed(exc: Exception) -> int:
         file=sys.stderr,
     )
     return 1
-
-
-_sigint = {"received": False}
-
-
-def quiet_interrupts_at_startup() -> None:
-    """Under `python -m lenet_ext.<tool>`, Ctrl-C before a tool's main() (while torch imports, say)
-    prints `interrupted` instead of a traceback. Ctrl-C is also remembered: a library that catches
-    the KeyboardInterrupt half-way through its import fails later in some other way, and that
-    failure is then reported as the interruption it is."""
-    import signal
-
-    def on_sigint(signum, frame):
-        _sigint["received"] = True
-        raise KeyboardInterrupt
-
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored
-        signal.signal(signal.SIGINT, on_sigint)
-
-    def hook(kind, value, tb, previous=sys.excepthook):
-        if _interrupted(value) or _sigint["received"]:
-            print("interrupted", file=sys.stderr, flush=True)
-            os._exit(130)  # nothing has started yet that would need cleaning up
-        previous(kind, value, tb)
-
-    sys.excepthook = hook
-
-
-def _interrupted(exc) -> bool:
-    """Whether exc is a KeyboardInterrupt, or caused by one (Python wraps a KeyboardInterrupt that
-    lands in some places, such as a class body's __set_name__, in a RuntimeError)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False

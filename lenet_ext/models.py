@@ -31,15 +31,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _C, ops
+from .choices import C5_KINDS, IMPLS
 
-IMPLS = ("ext", "torch")
-C5_KINDS = ("conv", "linear")
 LAYERS = ("c1", "s2", "c3", "s4", "c5", "f6", "logits")
 
 
 def fused_on(x: Tensor) -> bool:
     """Whether LeNet5(impl="ext") takes the fused ops for x's device. (Asked of the tensor: x.is_cpu
-    costs 0.07 us at batch 1, building x.device 0.36.)"""
+    costs a fifth of building x.device, which counts at batch 1: docs/performance.md.)"""
     return x.is_cpu or (x.is_cuda and _C.cuda_kernels() == "v2")
 
 
@@ -165,8 +164,8 @@ class LeNet5(nn.Module):
 
     def _fused_params(self):
         """The parameters in ops.LENET5_PARAMS order, read from the module dicts directly and spelled
-        out (at batch 1, fifteen nn.Module.__getattr__ calls cost as much as a third of the
-        arithmetic, and a loop over the names 1.0 against 0.4 us; test_model checks the order)."""
+        out (at batch 1, fifteen nn.Module.__getattr__ calls, or a loop over the names, cost a
+        measurable share of the call: docs/performance.md; test_model checks the order)."""
         mods = self._modules
         c1, c3, c5 = mods["c1"]._parameters, mods["c3"]._parameters, mods["c5"]._parameters
         f6, out = mods["f6"]._parameters, mods["output"]._parameters

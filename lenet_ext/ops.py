@@ -1,5 +1,5 @@
-"""Python face of the lenet_ext custom ops: typed wrappers, fake (shape) kernels
-for torch.compile, and autograd formulas that call our explicit backward ops.
+"""Python face of the lenet_ext custom ops: typed wrappers and the fake (shape) kernels that
+torch.compile and torch.export trace with.
 
     conv2d_sigmoid(x, weight, bias, stride, padding) == sigmoid(F.conv2d(x, weight, bias, stride, padding))
     avg_pool2d(x, kernel_size, stride)               == F.avg_pool2d(x, kernel_size, stride)

@@ -60,7 +60,7 @@ def offline_env(tmp_path_factory):
 def interrupt_at_epoch():
     """`with interrupt_at_epoch(k): ...`: inside the block, loop.Run.train_epoch raises
     KeyboardInterrupt (what Ctrl-C raises) at its k-th call; the real method is back after it."""
-    from lenet_ext import loop
+    from lenet_ext.training import loop
 
     @contextlib.contextmanager
     def interrupt(k):

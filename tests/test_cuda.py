@@ -428,7 +428,8 @@ def test_whole_training_step_in_a_cuda_graph_matches_eager(generation):
 
 def test_training_loop_cuda_graph_matches_eager(tmp_path, offline_env, fused):
     """python -m lenet_ext.train's loop with --cuda-graph on and off: the same weights after two epochs."""
-    from lenet_ext import checkpoint, runs, train
+    from lenet_ext import checkpoint, train
+    from lenet_ext.training import runs
 
     for mode in ("on", "off"):
         assert (

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from lenet_ext import checkpoint, runs
+from lenet_ext import checkpoint
+from lenet_ext.training import runs
 
 WEIGHT_TOL = 1e-5
 TRAIN = ["--batch-size", "64", "--lr", "0.01", "--no-plots", "--seed", "11"]

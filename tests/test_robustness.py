@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from lenet_ext import checkpoint, data, images, runs, train
+from lenet_ext import checkpoint, data, images, train
+from lenet_ext.training import runs
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

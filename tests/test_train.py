@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from lenet_ext import LeNet5, analyze, checkpoint, fileio, loop, runs, train
-from lenet_ext.distributed import Dist
+from lenet_ext import LeNet5, analyze, checkpoint, fileio, train
+from lenet_ext.training import loop, runs
+from lenet_ext.training.distributed import Dist
 
 pytestmark = pytest.mark.slow  # trains for real
 
@@ -222,7 +223,7 @@ def test_stop_at_target(tmp_path, offline_env):
 
 
 def test_recipe_fast_sets_its_flags_and_stops_at_the_target(tmp_path, offline_env, capsys):
-    from lenet_ext.config import RECIPES
+    from lenet_ext.training.config import RECIPES
 
     fast = RECIPES["fast"]
     run = tmp_path / "fast"

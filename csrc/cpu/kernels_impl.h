@@ -20,10 +20,15 @@
 #include "../shapes.h"
 #include "gemm.h"
 #include "kernels.h"
+#include "shuffles.h"
 
 namespace lenet_ext {
 namespace cpu {
 namespace LENET_EXT_ISA {
+
+// ------------------------------------------------------------------------------------------------
+// Shared by forward and backward: sigmoid, fills, the wide form's offset tables and padding
+// ------------------------------------------------------------------------------------------------
 
 inline float exp_scalar(float x) { return __builtin_expf(x); }
 inline double exp_scalar(double x) { return __builtin_exp(x); }
@@ -62,7 +67,7 @@ inline Vec<float> exp_vec(Vec<float> x) {
 inline Vec<float> sigmoid_vec(Vec<float> z) { return 1.0f / (1.0f + exp_vec(-z)); }
 
 // p[i] = sigmoid(p[i] + bias) for n values (bias may be 0): vectorized for float, two vectors
-// at a time (two independent exp chains in flight: 3.1 instead of 3.6 us per 5,376 values).
+// at a time (two independent exp chains in flight; measured in docs/performance.md).
 template <typename T>
 inline void sigmoid_bias_inplace(T* p, int64_t n, T bias) {
   int64_t i = 0;
@@ -144,6 +149,66 @@ inline void valid_range(int64_t offset, int64_t stride, int64_t W, int64_t OW, i
   if (hi < lo) hi = lo;
 }
 
+// The stride-1 convolution without unrolling (ConvShape::wide()). With the input zero-padded to
+// xpad (C, Hp, Wp) and outputs computed at every one of Wp columns per row ("wide" outputs,
+// q = oh * Wp + ow), the input under tap (c, i, j) at output q is xpad[off(c, i, j) + q] with
+// off = (c * Hp + i) * Wp + j: the unrolled matrix's row k is xpad itself, read from off[k]. The
+// products read those rows in place (OffsetRows); columns ow >= OW are discarded forward and
+// carry a zero gradient backward, so they add exact zeros.
+template <typename T>
+struct WideScratch {
+  int64_t* off;   // K tap offsets
+  int64_t* qoff;  // P output offsets: oh * Wp + ow for q = oh * OW + ow (channel-vectorized form only)
+  T* xpad;        // padded_image()
+  T* rest;        // what follows
+};
+
+// The products over channels (O whole vectors: LeNet's c3) read the real outputs' taps at
+// qoff[q] + off[k], from the image itself where there is no padding; the wide rows (c1) read the
+// padded copy at off[k] + q.
+template <typename T>
+constexpr bool channel_vectorized(const ConvShape& s) {
+  return s.O % kVecLen<T> == 0;
+}
+
+// The offset tables, and the padded copy's zero border, for the form the shape takes: qoff only
+// where the channel-vectorized products use it, the border only where the padded copy is read
+// (building both for every shape, c1's 784 unused qoff values and c3's unused copy among them,
+// costs instructions at batch 1 for nothing: docs/performance.md).
+template <typename T>
+WideScratch<T> wide_scratch(const ConvShape& s, T* scratch) {
+  int64_t* off = reinterpret_cast<int64_t*>(scratch);
+  const int64_t Hp = s.Hp(), Wp = s.Wp();
+  int64_t k = 0;
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < s.KH; ++i)
+      for (int64_t j = 0; j < s.KW; ++j) off[k++] = (c * Hp + i) * Wp + j;
+  int64_t* qoff = off + s.K();
+  const bool channels = channel_vectorized<T>(s);
+  if (channels)
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow) qoff[oh * s.OW + ow] = oh * Wp + ow;
+  T* xpad = scratch + wide_offsets_size<T>(s);
+  if (!channels || s.pad != 0)  // the border and tail stay zero; pad_image writes the interior
+    fill(xpad, s.padded_image(), T(0));
+  return {off, qoff, xpad, xpad + s.padded_image()};
+}
+
+template <typename T>
+void pad_image(const ConvShape& s, const T* x, T* xpad) {
+  const int64_t Hp = s.Hp(), Wp = s.Wp();
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t h = 0; h < s.H; ++h) {
+      const T* src = x + (c * s.H + h) * s.W;
+      T* dst = xpad + (c * Hp + h + s.pad) * Wp + s.pad;
+      for (int64_t w = 0; w < s.W; ++w) dst[w] = src[w];
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward
+// ------------------------------------------------------------------------------------------------
+
 // col[(c, i, j), q] for q < P, rows ld apart; [P, ld) zero.
 template <typename T>
 void im2col(const ConvShape& s, const T* x, T* col, int64_t ld) {
@@ -175,32 +240,12 @@ void im2col(const ConvShape& s, const T* x, T* col, int64_t ld) {
   }
 }
 
-// Adjoint of im2col: dx[c, ih, iw] += dcol[(c, i, j), q] for every tap that lands inside the input.
-template <typename T>
-void col2im_acc(const ConvShape& s, const T* dcol, int64_t ld, T* dx) {
-  for (int64_t c = 0; c < s.C; ++c) {
-    for (int64_t i = 0; i < s.KH; ++i) {
-      for (int64_t j = 0; j < s.KW; ++j, dcol += ld) {
-        int64_t lo, hi;
-        valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
-        for (int64_t oh = 0; oh < s.OH; ++oh) {
-          const int64_t ih = oh * s.stride + i - s.pad;
-          if (ih < 0 || ih >= s.H) continue;
-          const T* src = dcol + oh * s.OW;
-          T* dst = dx + (c * s.H + ih) * s.W + j - s.pad;
-          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * s.stride] += src[ow];
-        }
-      }
-    }
-  }
-}
-
 // noinline, noclone (here and on conv_forward_wide): one copy serves every caller; lenet5_forward's
 // constant shapes would otherwise be folded into copies that GCC flags with bogus loop-count warnings.
 //
-// The product in dot-product form (gemm_abt, 3 x 4 blocks): as fast as the broadcast form on a
-// transposed weight at every batch size we run (1 to 128 rows of c5: 2.3 vs 3.5 us at 1 row, 182 vs
-// 197 us at 128), without transposing the weight (10 us for c5's) or allocating for it.
+// The product in dot-product form (gemm_abt, 3 x 4 blocks): measured as fast as the broadcast
+// form on a transposed weight at every batch size we run (docs/performance.md), without
+// transposing the weight or allocating for it.
 template <typename T>
 __attribute__((noinline, noclone)) void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w,
                                                       const T* b, T* y, bool apply_sigmoid) {
@@ -209,126 +254,6 @@ __attribute__((noinline, noclone)) void dense_forward(int64_t rows, int64_t K, i
     for (int64_t m = 0; m < rows; ++m)
       for (int64_t o = 0; o < O; ++o) y[m * O + o] += b[o];
   if (apply_sigmoid) sigmoid_bias_inplace(y, rows * O, T(0));
-}
-
-template <typename T>
-void dense_input_grad(int64_t rows, int64_t K, int64_t O, const T* g, const T* w, T* dx) {
-  gemm_ab(rows, K, O, g, O, w, K, dx, K, /*accumulate=*/false);
-}
-
-// dw = g^T x (O x K) and db = g's column sums, over all `rows` rows in order (overwritten; either
-// may be null); g's rows are ldg apart, so that O can be a slice of a wider layer's outputs.
-template <typename T>
-void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t ldg, const T* x, T* dw, T* db) {
-  if (dw) gemm_axpy(O, K, rows, StridedA<T>{g, 1, ldg}, StridedRows<T>{x, K}, dw, K, /*accumulate=*/false);
-  if (db) {
-    constexpr int L = kVecLen<T>;
-    int64_t o = 0;
-    for (; o + L <= O; o += L) {
-      Vec<T> acc{};
-      for (int64_t m = 0; m < rows; ++m) acc += load(g + m * ldg + o);
-      store(db + o, acc);
-    }
-    for (; o < O; ++o) {
-      T acc = 0;
-      for (int64_t m = 0; m < rows; ++m) acc += g[m * ldg + o];
-      db[o] = acc;
-    }
-  }
-}
-
-// Lanes 2l + Odd of the 2L values a, b: the even ones (Odd = 0: a0, a2, ..., b0, b2, ...) or the
-// odd ones (Odd = 1).
-template <typename T, int Odd>
-inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
-  constexpr int L = kVecLen<T>;
-  using Mask = LaneMask<T>;
-  if constexpr (L == 16)
-    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14, Odd + 16,
-                             Odd + 18, Odd + 20, Odd + 22, Odd + 24, Odd + 26, Odd + 28, Odd + 30);
-  else if constexpr (L == 8)
-    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14);
-  else if constexpr (L == 4)
-    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);
-  else
-    return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2);
-}
-
-// One round of the 16 x 16 transpose below: rows i and i + S (i's bit S clear) swap their
-// off-diagonal S x S blocks. Row i's lanes with bit S set take row i + S's lanes l ^ S, and row
-// i + S's lanes with bit S clear take row i's lanes l ^ S (indices past 15 name the second operand).
-#define LENET_EXT_SWAP_BLOCKS(S, A, B)                      \
-  do {                                                      \
-    const Vec<T> a_ = (A), b_ = (B);                        \
-    (A) = LENET_EXT_SHUFFLE(a_, b_, LENET_EXT_SWAP_LO_##S); \
-    (B) = LENET_EXT_SHUFFLE(a_, b_, LENET_EXT_SWAP_HI_##S); \
-  } while (0)
-#define LENET_EXT_SWAP_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
-#define LENET_EXT_SWAP_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
-#define LENET_EXT_SWAP_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
-#define LENET_EXT_SWAP_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
-#define LENET_EXT_SWAP_LO_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
-#define LENET_EXT_SWAP_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
-#define LENET_EXT_SWAP_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
-#define LENET_EXT_SWAP_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
-
-// dst[j * ldd + i] = src[i * lds + j] for an L x L block: for 8 floats (AVX), in three rounds of
-// shuffles (24 of them, where a scalar copy costs 64 loads and 64 stores); for 16 floats
-// (AVX-512), in four rounds of block swaps (64 two-source shuffles for 256 values); else one by one.
-template <typename T>
-inline void transpose_block(const T* src, int64_t lds, T* dst, int64_t ldd) {
-  constexpr int L = kVecLen<T>;
-  if constexpr (L == 16 && sizeof(T) == 4) {
-    using Mask = LaneMask<T>;
-    Vec<T> r[16];
-    for (int i = 0; i < 16; ++i) r[i] = load(src + i * lds);
-    for (int i = 0; i < 8; ++i) LENET_EXT_SWAP_BLOCKS(8, r[i], r[i + 8]);
-    for (int i = 0; i < 16; i += 8)
-      for (int j = 0; j < 4; ++j) LENET_EXT_SWAP_BLOCKS(4, r[i + j], r[i + j + 4]);
-    for (int i = 0; i < 16; i += 4)
-      for (int j = 0; j < 2; ++j) LENET_EXT_SWAP_BLOCKS(2, r[i + j], r[i + j + 2]);
-    for (int i = 0; i < 16; i += 2) LENET_EXT_SWAP_BLOCKS(1, r[i], r[i + 1]);
-    for (int i = 0; i < 16; ++i) store(dst + i * ldd, r[i]);
-  } else if constexpr (L == 8 && sizeof(T) == 4) {
-    using Mask = LaneMask<T>;
-    Vec<T> r[8], t[8];
-    for (int i = 0; i < 8; ++i) r[i] = load(src + i * lds);
-    for (int i = 0; i < 8; i += 2) {  // t: pairs of rows interleaved
-      t[i] = LENET_EXT_SHUFFLE(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-      t[i + 1] = LENET_EXT_SHUFFLE(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4) {  // r: columns (c, c + 4) of four rows, c = 0..3
-      r[i] = LENET_EXT_SHUFFLE(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-      r[i + 1] = LENET_EXT_SHUFFLE(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-      r[i + 2] = LENET_EXT_SHUFFLE(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-      r[i + 3] = LENET_EXT_SHUFFLE(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-    }
-    for (int c = 0; c < 4; ++c) {  // the halves of rows 0-3 and 4-7 joined: columns c and c + 4
-      store(dst + c * ldd, LENET_EXT_SHUFFLE(r[c], r[c + 4], 0, 1, 2, 3, 8, 9, 10, 11));
-      store(dst + (c + 4) * ldd, LENET_EXT_SHUFFLE(r[c], r[c + 4], 4, 5, 6, 7, 12, 13, 14, 15));
-    }
-  } else {
-    for (int i = 0; i < L; ++i)
-      for (int j = 0; j < L; ++j) dst[j * ldd + i] = src[i * lds + j];
-  }
-}
-
-// dst[c * ldd + r] = src[r * lds + c] for rows x cols values, in L x L blocks where both are at
-// least L (the last block of a row or column ends at its end, rewriting a few values with the same
-// ones), else one by one. src and dst must not overlap.
-template <typename T>
-void transpose(const T* src, int64_t lds, int64_t rows, int64_t cols, T* dst, int64_t ldd) {
-  constexpr int L = kVecLen<T>;
-  if (rows >= L && cols >= L) {
-    for (int64_t r = 0; r < rows; r += L)
-      for (int64_t c = 0; c < cols; c += L) {
-        const int64_t r0 = r + L <= rows ? r : rows - L, c0 = c + L <= cols ? c : cols - L;
-        transpose_block(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
-      }
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
 // Average over pool x pool windows (stride pool, floor mode) of O planes OH x OW, rows ldrow and
@@ -393,23 +318,161 @@ void avg_pool_channels(const T* z, T* out, int64_t O, int64_t OH, int64_t OW, in
       }
 }
 
-// (p[0], p[0], p[1], p[1], ...): the first L/2 values at p, each twice (a 2 x 2 window's
-// gradient spread over its two columns); GCC makes it one load and two in-register permutes.
+// y null (lenet5_forward's inference): only `pooled` is written.
 template <typename T>
-inline Vec<T> load_pairs(const T* p) {
-  constexpr int L = kVecLen<T>;
-  if constexpr (L == 16)
-    return Vec<T>{p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3], p[4], p[4], p[5], p[5], p[6], p[6], p[7], p[7]};
-  else if constexpr (L == 8)
-    return Vec<T>{p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3]};
-  else if constexpr (L == 4)
-    return Vec<T>{p[0], p[0], p[1], p[1]};
-  else if constexpr (L == 2)
-    return Vec<T>{p[0], p[0]};
-  else {
-    Vec<T> v{};
-    for (int l = 0; l < L; ++l) v[l] = p[l / 2];
-    return v;
+__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y,
+                                                          int64_t n0, int64_t n1, T* scratch, int64_t pool, T* pooled) {
+  const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
+  const WideScratch<T> ws = wide_scratch(s, scratch);
+  if (channel_vectorized<T>(s)) {
+    // Channel-vectorized (LeNet's c3: 16 channels, 2 vectors): out (P x O) = the unrolled input
+    // (P x K, read in place at qoff[q] + off[k]) times w^T (K x O). Only the P real outputs are
+    // computed (the wide rows would waste 40% on c3), and no horizontal sums.
+    T* wt = ws.rest;        // K x O
+    T* out = wt + K * s.O;  // P x O
+    transpose(w, K, s.O, K, wt, s.O);
+    for (int64_t n = n0; n < n1; ++n) {
+      // Only real outputs' taps are read: without padding, that is the image itself, in place.
+      const T* xin = x + n * image;
+      if (s.pad != 0) {
+        pad_image(s, xin, ws.xpad);
+        xin = ws.xpad;
+      }
+      gemm_axpy(P, s.O, K, OffsetA<T>{xin, ws.qoff, ws.off}, StridedRows<T>{wt, s.O}, out, s.O,
+                /*accumulate=*/false);
+      // Bias and sigmoid on whole vectors of out (O is), then out^T into y.
+      sigmoid_channels_inplace(out, P, s.O, b);
+      if (!y) {  // inference (lenet5_forward): only the pooled output, straight from out
+        avg_pool_channels(out, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+        continue;
+      }
+      T* yn = y + n * s.O * P;
+      transpose(out, s.O, P, s.O, yn, P);
+      if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+    }
+    return;
+  }
+  T* z = ws.rest;  // O x Pw
+  for (int64_t n = n0; n < n1; ++n) {
+    pad_image(s, x + n * image, ws.xpad);
+    gemm_axpy(s.O, Pw, K, StridedA<T>{w, K, 1}, OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
+    if (!y) {  // inference (lenet5_forward): the sigmoid in place on the wide rows, pooled from there
+      for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(z + o * Pw, Pw, b ? b[o] : T(0));
+      avg_pool_planes(z, Wp, Pw, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+      continue;
+    }
+    T* yn = y + n * s.O * P;
+    for (int64_t o = 0; o < s.O; ++o)  // each wide row's OW values, through the sigmoid, into y
+      sigmoid_rows(z + o * Pw, Wp, yn + o * P, s.OW, s.OH, s.OW, b ? b[o] : T(0));
+    if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+  }
+}
+
+template <typename T>
+void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1, T* scratch,
+                  int64_t pool, T* pooled) {
+  const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W;
+  if (s.whole_input()) {  // P = 1: the chunk's outputs (n, O) are a dense layer's
+    dense_forward(n1 - n0, K, s.O, x + n0 * image, w, b, y + n0 * s.O, /*apply_sigmoid=*/true);
+    if (pooled)  // pool is 1 here: the pooled output is the output
+      for (int64_t i = n0 * s.O; i < n1 * s.O; ++i) pooled[i] = y[i];
+    return;
+  }
+  if (s.wide()) return conv_forward_wide(s, x, w, b, y, n0, n1, scratch, pool, pooled);
+  T* col = scratch;       // K x Pp
+  T* out = col + K * Pp;  // O x Pp, when P is not a whole number of vectors
+  for (int64_t n = n0; n < n1; ++n) {
+    T* yn = y + n * s.O * P;
+    im2col(s, x + n * image, col, Pp);
+    T* z = Pp == P ? yn : out;
+    gemm_ab(s.O, Pp, K, w, K, col, Pp, z, Pp, /*accumulate=*/false);
+    for (int64_t o = 0; o < s.O; ++o) {
+      if (z != yn)
+        for (int64_t q = 0; q < P; ++q) yn[o * P + q] = z[o * Pp + q];
+      sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
+    }
+    if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
+  }
+}
+
+// The whole LeNet-5 forward (inference) for images [n0, n1), in groups of kLeNetGroup images:
+// blocks of kLeNetBlock images go through c1+s2 and c3+s4 (each convolution pooling as it goes,
+// keeping only the pooled output), each image's 400 s4 values land in a row of the group's
+// (rows, 400) matrix, and c5, f6 and the output layer run as dense layers over the group's rows.
+// A block's activations and a group's rows stay in the L2 cache (over a whole 512-image chunk,
+// the dense layers' inputs did not, and large batches ran slower per image: docs/performance.md).
+// The same arithmetic as the separate ops, without their allocations, dispatch and memory traffic.
+template <typename T>
+void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch) {
+  constexpr ConvShape c1 = kLeNetC1, c3 = kLeNetC3;
+  constexpr int64_t B = kLeNetBlock, G = kLeNetGroup;
+  T* conv_scratch = scratch;
+  T* s2 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 14 x 14
+  T* s4 = s2 + B * 6 * 14 * 14;                          // G x 400
+  T* h5 = s4 + G * 400;                                  // G x 120
+  T* h6 = h5 + G * 120;                                  // G x 84
+  for (int64_t g0 = n0; g0 < n1; g0 += G) {
+    const int64_t rows = n1 - g0 < G ? n1 - g0 : G;
+    // Blocks of B images: the per-call set-up of a convolution (offset tables, the transposed
+    // weight) is paid once per block.
+    for (int64_t nb = g0; nb < g0 + rows; nb += B) {
+      const int64_t bn = g0 + rows - nb < B ? g0 + rows - nb : B;
+      conv_forward_wide<T>(c1, x + nb * 784, p.c1w, p.c1b, nullptr, 0, bn, conv_scratch, 2, s2);
+      conv_forward_wide<T>(c3, s2, p.c3w, p.c3b, nullptr, 0, bn, conv_scratch, 2, s4 + (nb - g0) * 400);
+    }
+    dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
+    dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
+    dense_forward(rows, 84, p.classes, h6, p.outw, p.outb, logits + g0 * p.classes, /*apply_sigmoid=*/false);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Backward
+// ------------------------------------------------------------------------------------------------
+
+// Adjoint of im2col: dx[c, ih, iw] += dcol[(c, i, j), q] for every tap that lands inside the input.
+template <typename T>
+void col2im_acc(const ConvShape& s, const T* dcol, int64_t ld, T* dx) {
+  for (int64_t c = 0; c < s.C; ++c) {
+    for (int64_t i = 0; i < s.KH; ++i) {
+      for (int64_t j = 0; j < s.KW; ++j, dcol += ld) {
+        int64_t lo, hi;
+        valid_range(j - s.pad, s.stride, s.W, s.OW, lo, hi);
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          const int64_t ih = oh * s.stride + i - s.pad;
+          if (ih < 0 || ih >= s.H) continue;
+          const T* src = dcol + oh * s.OW;
+          T* dst = dx + (c * s.H + ih) * s.W + j - s.pad;
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * s.stride] += src[ow];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void dense_input_grad(int64_t rows, int64_t K, int64_t O, const T* g, const T* w, T* dx) {
+  gemm_ab(rows, K, O, g, O, w, K, dx, K, /*accumulate=*/false);
+}
+
+// dw = g^T x (O x K) and db = g's column sums, over all `rows` rows in order (overwritten; either
+// may be null); g's rows are ldg apart, so that O can be a slice of a wider layer's outputs.
+template <typename T>
+void dense_weight_grad(int64_t rows, int64_t K, int64_t O, const T* g, int64_t ldg, const T* x, T* dw, T* db) {
+  if (dw) gemm_axpy(O, K, rows, StridedA<T>{g, 1, ldg}, StridedRows<T>{x, K}, dw, K, /*accumulate=*/false);
+  if (db) {
+    constexpr int L = kVecLen<T>;
+    int64_t o = 0;
+    for (; o + L <= O; o += L) {
+      Vec<T> acc{};
+      for (int64_t m = 0; m < rows; ++m) acc += load(g + m * ldg + o);
+      store(db + o, acc);
+    }
+    for (; o < O; ++o) {
+      T acc = 0;
+      for (int64_t m = 0; m < rows; ++m) acc += g[m * ldg + o];
+      db[o] = acc;
+    }
   }
 }
 
@@ -478,112 +541,6 @@ struct Upstream {
     sum[0] += rest;
   }
 };
-
-// The stride-1 convolution without unrolling (ConvShape::wide()). With the input zero-padded to
-// xpad (C, Hp, Wp) and outputs computed at every one of Wp columns per row ("wide" outputs,
-// q = oh * Wp + ow), the input under tap (c, i, j) at output q is xpad[off(c, i, j) + q] with
-// off = (c * Hp + i) * Wp + j: the unrolled matrix's row k is xpad itself, read from off[k]. The
-// products read those rows in place (OffsetRows); columns ow >= OW are discarded forward and
-// carry a zero gradient backward, so they add exact zeros.
-template <typename T>
-struct WideScratch {
-  int64_t* off;   // K tap offsets
-  int64_t* qoff;  // P output offsets: oh * Wp + ow for q = oh * OW + ow (channel-vectorized form only)
-  T* xpad;        // padded_image()
-  T* rest;        // what follows
-};
-
-// The products over channels (O whole vectors: LeNet's c3) read the real outputs' taps at
-// qoff[q] + off[k], from the image itself where there is no padding; the wide rows (c1) read the
-// padded copy at off[k] + q.
-template <typename T>
-constexpr bool channel_vectorized(const ConvShape& s) {
-  return s.O % kVecLen<T> == 0;
-}
-
-// The offset tables, and the padded copy's zero border, for the form the shape takes: qoff only
-// where the channel-vectorized products use it, the border only where the padded copy is read
-// (both for every shape, c1's 784 unused qoff values and c3's unused copy among them, cost 5.5% of
-// lenet5_forward's instructions at batch 1: 205k against 194k per image, callgrind).
-template <typename T>
-WideScratch<T> wide_scratch(const ConvShape& s, T* scratch) {
-  int64_t* off = reinterpret_cast<int64_t*>(scratch);
-  const int64_t Hp = s.Hp(), Wp = s.Wp();
-  int64_t k = 0;
-  for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t i = 0; i < s.KH; ++i)
-      for (int64_t j = 0; j < s.KW; ++j) off[k++] = (c * Hp + i) * Wp + j;
-  int64_t* qoff = off + s.K();
-  const bool channels = channel_vectorized<T>(s);
-  if (channels)
-    for (int64_t oh = 0; oh < s.OH; ++oh)
-      for (int64_t ow = 0; ow < s.OW; ++ow) qoff[oh * s.OW + ow] = oh * Wp + ow;
-  T* xpad = scratch + wide_offsets_size<T>(s);
-  if (!channels || s.pad != 0)  // the border and tail stay zero; pad_image writes the interior
-    fill(xpad, s.padded_image(), T(0));
-  return {off, qoff, xpad, xpad + s.padded_image()};
-}
-
-template <typename T>
-void pad_image(const ConvShape& s, const T* x, T* xpad) {
-  const int64_t Hp = s.Hp(), Wp = s.Wp();
-  for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t h = 0; h < s.H; ++h) {
-      const T* src = x + (c * s.H + h) * s.W;
-      T* dst = xpad + (c * Hp + h + s.pad) * Wp + s.pad;
-      for (int64_t w = 0; w < s.W; ++w) dst[w] = src[w];
-    }
-}
-
-// y null (lenet5_forward's inference): only `pooled` is written.
-template <typename T>
-__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y,
-                                                          int64_t n0, int64_t n1, T* scratch, int64_t pool, T* pooled) {
-  const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
-  const WideScratch<T> ws = wide_scratch(s, scratch);
-  if (channel_vectorized<T>(s)) {
-    // Channel-vectorized (LeNet's c3: 16 channels, 2 vectors): out (P x O) = the unrolled input
-    // (P x K, read in place at qoff[q] + off[k]) times w^T (K x O). Only the P real outputs are
-    // computed (the wide rows would waste 40% on c3), and no horizontal sums.
-    T* wt = ws.rest;        // K x O
-    T* out = wt + K * s.O;  // P x O
-    transpose(w, K, s.O, K, wt, s.O);
-    for (int64_t n = n0; n < n1; ++n) {
-      // Only real outputs' taps are read: without padding, that is the image itself, in place.
-      const T* xin = x + n * image;
-      if (s.pad != 0) {
-        pad_image(s, xin, ws.xpad);
-        xin = ws.xpad;
-      }
-      gemm_axpy(P, s.O, K, OffsetA<T>{xin, ws.qoff, ws.off}, StridedRows<T>{wt, s.O}, out, s.O,
-                /*accumulate=*/false);
-      // Bias and sigmoid on whole vectors of out (O is), then out^T into y.
-      sigmoid_channels_inplace(out, P, s.O, b);
-      if (!y) {  // inference (lenet5_forward): only the pooled output, straight from out
-        avg_pool_channels(out, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
-        continue;
-      }
-      T* yn = y + n * s.O * P;
-      transpose(out, s.O, P, s.O, yn, P);
-      if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
-    }
-    return;
-  }
-  T* z = ws.rest;  // O x Pw
-  for (int64_t n = n0; n < n1; ++n) {
-    pad_image(s, x + n * image, ws.xpad);
-    gemm_axpy(s.O, Pw, K, StridedA<T>{w, K, 1}, OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
-    if (!y) {  // inference (lenet5_forward): the sigmoid in place on the wide rows, pooled from there
-      for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(z + o * Pw, Pw, b ? b[o] : T(0));
-      avg_pool_planes(z, Wp, Pw, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
-      continue;
-    }
-    T* yn = y + n * s.O * P;
-    for (int64_t o = 0; o < s.O; ++o)  // each wide row's OW values, through the sigmoid, into y
-      sigmoid_rows(z + o * Pw, Wp, yn + o * P, s.OW, s.OH, s.OW, b ? b[o] : T(0));
-    if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
-  }
-}
 
 // The adjoint of reading the padded input's row k at off[k] (see WideScratch) for the taps k of
 // one channel: dxpad[off[k] + q] += dcol[k, q] over its taps and every wide output q, as a gather:
@@ -683,33 +640,6 @@ void conv_backward_wide(const ConvShape& s, const T* gy, const T* gpool, int64_t
 }
 
 template <typename T>
-void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0, int64_t n1, T* scratch,
-                  int64_t pool, T* pooled) {
-  const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W;
-  if (s.whole_input()) {  // P = 1: the chunk's outputs (n, O) are a dense layer's
-    dense_forward(n1 - n0, K, s.O, x + n0 * image, w, b, y + n0 * s.O, /*apply_sigmoid=*/true);
-    if (pooled)  // pool is 1 here: the pooled output is the output
-      for (int64_t i = n0 * s.O; i < n1 * s.O; ++i) pooled[i] = y[i];
-    return;
-  }
-  if (s.wide()) return conv_forward_wide(s, x, w, b, y, n0, n1, scratch, pool, pooled);
-  T* col = scratch;       // K x Pp
-  T* out = col + K * Pp;  // O x Pp, when P is not a whole number of vectors
-  for (int64_t n = n0; n < n1; ++n) {
-    T* yn = y + n * s.O * P;
-    im2col(s, x + n * image, col, Pp);
-    T* z = Pp == P ? yn : out;
-    gemm_ab(s.O, Pp, K, w, K, col, Pp, z, Pp, /*accumulate=*/false);
-    for (int64_t o = 0; o < s.O; ++o) {
-      if (z != yn)
-        for (int64_t q = 0; q < P; ++q) yn[o * P + q] = z[o * Pp + q];
-      sigmoid_bias_inplace(yn + o * P, P, b ? b[o] : T(0));
-    }
-    if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
-  }
-}
-
-template <typename T>
 void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool, const T* y, const T* x, const T* w,
                    T* gx, T* dw, T* db, int64_t n0, int64_t n1, T* scratch) {
   const int64_t P = s.P(), Pp = s.Pp(), K = s.K(), image = s.C * s.H * s.W, plane = s.O * P;
@@ -742,36 +672,9 @@ void conv_backward(const ConvShape& s, const T* gy, const T* gpool, int64_t pool
   }
 }
 
-// The whole LeNet-5 forward (inference) for images [n0, n1), in groups of kLeNetGroup images:
-// blocks of kLeNetBlock images go through c1+s2 and c3+s4 (each convolution pooling as it goes,
-// keeping only the pooled output), each image's 400 s4 values land in a row of the group's
-// (rows, 400) matrix, and c5, f6 and the output layer run as dense layers over the group's rows.
-// A block's activations and a group's rows stay in the L2 cache (over a whole 512-image chunk,
-// the dense layers' inputs did not: 15 us per image at batch 1024 against 9 at batch 64).
-// The same arithmetic as the separate ops, without their allocations, dispatch and memory traffic.
-template <typename T>
-void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch) {
-  constexpr ConvShape c1 = kLeNetC1, c3 = kLeNetC3;
-  constexpr int64_t B = kLeNetBlock, G = kLeNetGroup;
-  T* conv_scratch = scratch;
-  T* s2 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 14 x 14
-  T* s4 = s2 + B * 6 * 14 * 14;                          // G x 400
-  T* h5 = s4 + G * 400;                                  // G x 120
-  T* h6 = h5 + G * 120;                                  // G x 84
-  for (int64_t g0 = n0; g0 < n1; g0 += G) {
-    const int64_t rows = n1 - g0 < G ? n1 - g0 : G;
-    // Blocks of B images: the per-call set-up of a convolution (offset tables, the transposed
-    // weight) is paid once per block.
-    for (int64_t nb = g0; nb < g0 + rows; nb += B) {
-      const int64_t bn = g0 + rows - nb < B ? g0 + rows - nb : B;
-      conv_forward_wide<T>(c1, x + nb * 784, p.c1w, p.c1b, nullptr, 0, bn, conv_scratch, 2, s2);
-      conv_forward_wide<T>(c3, s2, p.c3w, p.c3b, nullptr, 0, bn, conv_scratch, 2, s4 + (nb - g0) * 400);
-    }
-    dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
-    dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
-    dense_forward(rows, 84, p.classes, h6, p.outw, p.outb, logits + g0 * p.classes, /*apply_sigmoid=*/false);
-  }
-}
+// ------------------------------------------------------------------------------------------------
+// The table of entry points (kernels.h's CpuKernels, in its field order)
+// ------------------------------------------------------------------------------------------------
 
 template <typename T>
 CpuKernels<T> make_kernels() {

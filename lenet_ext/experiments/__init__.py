@@ -31,8 +31,9 @@ import os
 import sys
 import time
 
-from .. import cli, runs
-from ..config import MIN_TSNE_SAMPLES
+from .. import cli
+from ..training import runs
+from ..training.config import MIN_TSNE_SAMPLES
 from . import flatten, memory, no_bias, seeds, tsne, valid_size
 from .context import Context
 
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main_impl(argv=None) -> int:
-    from ..train import pick_device
+    from ..training.session import pick_device
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -9,10 +9,11 @@ from typing import Callable, Dict, Tuple
 
 import torch
 
-from .. import data, runs
-from ..config import TrainConfig
-from ..loop import Run
-from ..resume import load_resume_state
+from .. import data
+from ..training import runs
+from ..training.config import TrainConfig
+from ..training.loop import Run
+from ..training.resume import load_resume_state
 
 
 class Context:

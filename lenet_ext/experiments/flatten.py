@@ -7,8 +7,8 @@ import os
 
 import torch
 
-from ..loop import TrainingError
 from ..models import LeNet5, c5_as_linear
+from ..training.loop import TrainingError
 from .context import Context
 from .tables import Result, md_table, plot_curves, write_results
 

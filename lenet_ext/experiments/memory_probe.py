@@ -11,7 +11,7 @@ import sys
 
 import lenet_ext
 from lenet_ext import data
-from lenet_ext.loop import evaluate
+from lenet_ext.training.loop import evaluate
 
 
 def status(key: str) -> float:

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 
 import lenet_ext
 
-from . import checkpoint, data, runs
+from .. import checkpoint, data
+from ..errors import UserError
+from ..models import LeNet5, model_options
+from . import runs
 from .config import TrainConfig
 from .distributed import Dist
-from .errors import UserError
 from .graphs import CapturedStep, DeviceHyperparameters, plain
-from .models import LeNet5, model_options
 
 
 class TrainingError(UserError, RuntimeError):

@@ -9,9 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from . import data
-from .checkpoint import CheckpointError
-from .models import IMPLS, model_options
+from ..choices import C5_KINDS, DATASETS, IMPLS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 # t-SNE needs more points than its perplexity; the study and the experiments share this floor.
@@ -73,18 +71,18 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_checkpoint(cls, path: str, saved: Dict[str, Any]) -> "TrainConfig":
-        """The settings recorded in a checkpoint (its "config" dict), checked: CheckpointError naming
-        the file if any is missing or invalid. Keys it does not know are dropped."""
+    def from_saved(cls, saved: Dict[str, Any]) -> "TrainConfig":
+        """The settings a checkpoint recorded (its "config" dict), checked: ValueError saying which
+        are missing or invalid. Keys it does not know are dropped."""
         values = {**LEGACY_DEFAULTS, **saved}
         missing = [k for k in cls.keys() if k not in values]
         if missing:
-            raise CheckpointError(f"{path}: its settings lack {', '.join(missing)}")
+            raise ValueError(f"its settings lack {', '.join(missing)}")
         config = cls(**{k: values[k] for k in cls.keys()})
         try:
             config.validate()
         except ValueError as exc:
-            raise CheckpointError(f"{path}: its settings are invalid ({exc})") from exc
+            raise ValueError(f"its settings are invalid ({exc})") from exc
         return config
 
     def to_dict(self) -> Dict[str, Any]:
@@ -128,11 +126,12 @@ class TrainConfig:
             f"--target-acc must be in (0, 1], got {target}",
         )
         need(self.recipe in RECIPES, f"--recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
-        need(self.dataset in data.DATASETS, f"--dataset must be one of {sorted(data.DATASETS)}")
+        need(self.dataset in DATASETS, f"--dataset must be one of {sorted(DATASETS)}")
         need(self.impl in IMPLS, f"--impl must be one of {IMPLS}, got {self.impl!r}")
         need(self.optimizer in OPTIMIZERS, f"--optimizer {self.optimizer!r} is unknown")
         need(self.data_dir is None or isinstance(self.data_dir, str), "--data-dir must be a path")
-        model_options(self.to_dict())
+        need(isinstance(self.bias, bool), f"its config's bias must be true or false, got {self.bias!r}")
+        need(self.c5 in C5_KINDS, f"its config's c5 must be one of {C5_KINDS}, got {self.c5!r}")
         return self
 
 

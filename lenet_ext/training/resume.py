@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from . import checkpoint, data
+from .. import checkpoint, data
 from .config import TrainConfig
 
 
@@ -49,7 +49,10 @@ def load_resume_state(path: str) -> Dict[str, Any]:
         and mid["totals"].numel() == 2
     ):
         raise checkpoint.CheckpointError(f"{path}: its 'mid_epoch' entry is not where a stopped epoch stands")
-    config = TrainConfig.from_checkpoint(path, state["config"])
+    try:
+        config = TrainConfig.from_saved(state["config"])
+    except ValueError as exc:
+        raise checkpoint.CheckpointError(f"{path}: {exc}") from None
     state["config"] = config
     if not 0 <= state["epoch"] <= config.epochs or len(state["history"]) != state["epoch"]:
         raise checkpoint.CheckpointError(

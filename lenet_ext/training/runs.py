@@ -7,9 +7,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from . import fileio
-from .checkpoint import CheckpointError
-from .errors import UserError
+from .. import fileio
+from ..errors import UserError
 
 # What a training run writes into its folder, and what its study adds. A folder holding any of
 # these already holds a run: a new run refuses it.
@@ -26,6 +25,11 @@ STUDY_FILES = (
 )
 RUN_FILES = TRAIN_FILES + STUDY_FILES
 LOCK_FILE = ".lenet_ext.lock"
+
+
+class RunFileError(UserError, ValueError):
+    """A run folder's metrics.jsonl or summary.json that is missing, unreadable or not what the run
+    wrote."""
 
 
 class RunFolderError(UserError, ValueError):
@@ -111,16 +115,16 @@ METRIC_KEYS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "t
 
 
 def read_metrics(run_dir: str) -> List[Dict[str, Any]]:
-    """The rows of RUN/metrics.jsonl; CheckpointError naming the file and line if it is not what
+    """The rows of RUN/metrics.jsonl; RunFileError naming the file and line if it is not what
     train writes (one JSON object per line with the epoch's numbers)."""
     path = os.path.join(run_dir, "metrics.jsonl")
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except FileNotFoundError as exc:
-        raise CheckpointError(f"{path}: no such file (the run folder's per-epoch metrics)") from exc
+        raise RunFileError(f"{path}: no such file (the run folder's per-epoch metrics)") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc})") from exc
+        raise RunFileError(f"{path}: cannot read ({exc})") from exc
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -128,20 +132,20 @@ def read_metrics(run_dir: str) -> List[Dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
+            raise RunFileError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
         if not isinstance(row, dict) or not all(k in row for k in METRIC_KEYS):
-            raise CheckpointError(
+            raise RunFileError(
                 f"{path}: line {number} is not an epoch's metrics (expected an object with {', '.join(METRIC_KEYS)})"
             )
         bad = [k for k in METRIC_KEYS if not (row[k] is None or isinstance(row[k], (int, float)))]
         if bad:
-            raise CheckpointError(f"{path}: line {number}: {', '.join(bad)} must be numbers")
+            raise RunFileError(f"{path}: line {number}: {', '.join(bad)} must be numbers")
         rows.append(row)
     return rows
 
 
 def read_summary(run_dir: str) -> Optional[Dict[str, Any]]:
-    """RUN/summary.json as a dict, None if there is none; CheckpointError if it is not valid."""
+    """RUN/summary.json as a dict, None if there is none; RunFileError if it is not valid."""
     path = os.path.join(run_dir, "summary.json")
     if not os.path.exists(path):
         return None
@@ -149,11 +153,11 @@ def read_summary(run_dir: str) -> Optional[Dict[str, Any]]:
         with open(path, encoding="utf-8") as f:
             summary = json.load(f)
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        raise RunFileError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc})") from exc
+        raise RunFileError(f"{path}: cannot read ({exc})") from exc
     if not isinstance(summary, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+        raise RunFileError(f"{path}: expected a JSON object, got {type(summary).__name__}")
     return summary
 
 
