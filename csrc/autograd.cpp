@@ -3,8 +3,8 @@
 // the pre-activation), and the backward asks that op only for the gradients autograd needs
 // (output_mask). Both call the ops through the dispatcher, below autograd, so the CPU or CUDA
 // kernel runs by device and torch.compile traces the same ops through their fake kernels.
-// (Formulated in Python with torch.library.register_autograd this cost ~90 us per op call and
-// its backward, more than a small layer's arithmetic.)
+// (Formulated in Python with torch.library.register_autograd it cost more per op call and its
+// backward than a small layer's arithmetic: docs/performance.md.)
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/library.h>

@@ -1,8 +1,9 @@
 // lenet_ext operator schemas: every op of the library, declared once.
 //
-// Each forward op has an explicit backward op. Kernels live in cpu/<op>.cpp and
-// cuda/<op>.cu and register themselves with TORCH_LIBRARY_IMPL; autograd is registered in
-// autograd.cpp, the fake (shape-only) kernels from Python (lenet_ext/ops.py).
+// Each forward op has an explicit backward op. The ops live in cpu/<op>.cpp and cuda/<op>.cpp
+// (whose kernels are launched from cuda/<op>_kernels.cu) and register themselves with
+// TORCH_LIBRARY_IMPL; autograd is registered in autograd.cpp, the fake (shape-only) kernels from
+// Python (lenet_ext/ops.py).
 //
 // Backward ops take `bool[3] output_mask` = (input, weight, bias): a gradient
 // that is not asked for is not computed and comes back as an empty tensor.

@@ -2,13 +2,13 @@
 // (as im2col + product) and a linear layer need, forward and backward.
 //
 // All matrices are row-major with explicit strides. The inner loops work on Vec<T>, a
-// GCC/Clang vector of LENET_EXT_VEC_BYTES (16: an SSE2/NEON register, 32: AVX), with no
+// GCC/Clang vector of LENET_EXT_VEC_BYTES (16: an SSE2/NEON register, 32: AVX, 64: AVX-512), with no
 // intrinsics and no -ffast-math; with FMA enabled a * b + c contracts to one fused
 // multiply-add. Accumulators are kept in registers for a whole reduction and combined in a
 // fixed order, so results are deterministic for a given instruction set.
 //
-// This header is compiled once per instruction set (kernels_base.cpp, kernels_avx2.cpp): the
-// includer defines LENET_EXT_ISA (the namespace) and LENET_EXT_VEC_BYTES first.
+// This header is compiled once per instruction set (kernels_base.cpp, kernels_avx2.cpp,
+// kernels_avx512.cpp): the includer defines LENET_EXT_ISA (the namespace) and LENET_EXT_VEC_BYTES first.
 #pragma once
 
 #include <cstdint>
@@ -218,7 +218,7 @@ struct StridedA {
 };
 
 // ... or A(r, k) = base[roff[r] + koff[k]]: an unrolled convolution input read in place, its
-// rows and columns at offsets (see conv_forward_channels in kernels_impl.h).
+// rows and columns at offsets (see conv_forward_wide and conv_backward_wide in kernels_impl.h).
 template <typename T>
 struct OffsetA {
   const T* base;

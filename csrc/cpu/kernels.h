@@ -7,7 +7,8 @@
 //   avx2  AVX2 + FMA (x86-64 CPUs since 2013/2015), 8 floats per vector, fused multiply-adds
 //   base  the build's baseline (SSE2 on x86-64, NEON on arm64), 4 floats per vector
 // LENET_EXT_CPU_ISA=base|avx2|avx512 forces one (only where the CPU has it); lenet_ext.cpu_isa()
-// tells which runs. Both compute the same function; their last bits differ (FMA rounds once).
+// tells which runs. All three compute the same function; their last bits differ (FMA rounds
+// once, and the vector widths sum in different orders).
 #pragma once
 
 #include <cstdint>
@@ -109,8 +110,8 @@ const CpuKernels<T>& kernels();
 // "avx512", "avx2" or "base": the table kernels<T>() returns in this process.
 const char* cpu_isa();
 
-// The tables of each instruction set (kernels_base.cpp, kernels_avx2.cpp); the avx2 one exists
-// only in x86-64 builds, and kernels<T>() asks for it only there.
+// The tables of each instruction set (kernels_base.cpp, kernels_avx2.cpp, kernels_avx512.cpp); the
+// avx2 and avx512 ones exist only in x86-64 builds, and kernels<T>() asks for them only there.
 namespace base {
 template <typename T>
 CpuKernels<T> make_kernels();

@@ -1,4 +1,4 @@
-// The convolution kernels shared by conv2d_sigmoid.cu and conv2d_sigmoid_pool.cu (the fused op's
+// The convolution kernels shared by conv2d_sigmoid_kernels.cu and conv2d_sigmoid_pool_kernels.cu (the fused op's
 // backward is the convolution's, once the pooled gradient is spread over the activation).
 //
 // Forward   y[n, o, oh, ow] = sigmoid(b[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oh*s + i - p, ow*s + j - p])
@@ -293,7 +293,7 @@ void conv2d_backward_from_g(const ConvBackward<T>& b, Launch&& launch, bool v2) 
 }
 
 // ------------------------------------------------------------------------------------------------
-// conv2d_sigmoid_pool (conv2d_sigmoid_pool.cu): stride 1, then k x k average pooling with stride k.
+// conv2d_sigmoid_pool (conv2d_sigmoid_pool_kernels.cu): stride 1, then k x k average pooling with stride k.
 // Forward: one thread per k x k window of the activation (windows that floor mode leaves out of
 // the pooling write only the activation). Backward: the pooled gradient spread over its window,
 // plus the activation's own gradient, through the sigmoid; then the convolution's kernels above.

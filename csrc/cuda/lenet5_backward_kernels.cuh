@@ -1,4 +1,4 @@
-// LeNet-5's training backward on CUDA (lenet5_train.cu), in four launches.
+// LeNet-5's training backward on CUDA (lenet5_train_kernels.cu), in four launches.
 //
 // With g_L the gradient at layer L's pre-activation and y its saved output:
 //   1. one block per image, the chain in shared memory (the weights through the read-only cache):
@@ -209,7 +209,7 @@ __global__ void lenet5_conv_reduce_kernel(const T* __restrict__ partial, int64_t
   }
 }
 
-// launch(kernel, grid, block, args...) runs one kernel: on the current stream (lenet5_train.cu) or
+// launch(kernel, grid, block, args...) runs one kernel: on the current stream (lenet5_train_kernels.cu) or
 // on the CPU (the emulator).
 template <typename T, typename Launch>
 void lenet5_backward(const LeNet5Backward<T>& b, Launch&& launch) {

@@ -1,4 +1,4 @@
-// LeNet-5's whole forward in one kernel (lenet5_forward.cu for inference, lenet5_train.cu for
+// LeNet-5's whole forward in one kernel (lenet5_forward_kernels.cu for inference, lenet5_train_kernels.cu for
 // training, which also saves the activations its backward reads).
 //
 // One block of kLeNetThreads threads per image; the image's activations stay in shared memory
@@ -113,8 +113,8 @@ __global__ void __launch_bounds__(kLeNetThreads) lenet5_forward_kernel(const T* 
   }
 }
 
-// The forward's one launch, one block per image, on the launcher (lenet5_forward.cu and
-// lenet5_train.cu: the current stream; the emulator: the CPU). A `save` with null pointers is
+// The forward's one launch, one block per image, on the launcher (lenet5_forward_kernels.cu and
+// lenet5_train_kernels.cu: the current stream; the emulator: the CPU). A `save` with null pointers is
 // inference; otherwise the activations are written there too.
 template <typename T, typename Launch>
 void lenet5_forward(int64_t N, const T* images, const LeNet5Weights<T>& p, T* logits, const LeNet5Acts<T>& save,

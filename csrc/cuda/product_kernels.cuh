@@ -1,4 +1,4 @@
-// A tiled matrix product for the dense layers' second-generation kernels (linear.cu, and the
+// A tiled matrix product for the dense layers' second-generation kernels (linear_kernels.cu, and the
 // convolution whose window covers its whole input, c5, in conv_kernels.cuh):
 //
 //   C[m, n] = act(sum_k A(m, k) * B(k, n) + bias[n]),   C (M, N) row-major,
