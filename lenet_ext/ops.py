@@ -22,6 +22,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from . import checks
+
 _ops = torch.ops.lenet_ext
 
 __all__ = ["conv2d_sigmoid", "avg_pool2d", "conv2d_sigmoid_pool", "linear", "lenet5_forward", "lenet5_train_forward"]
@@ -78,126 +80,53 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, sigmoid: bo
 
 
 # ---------------------------------------------------------------------------------------------
-# Fake kernels: output shapes (and the shape checks) for torch.compile and meta tensors.
+# Fake kernels: output shapes for torch.compile and meta tensors, after the checks the C++ ops
+# make (checks.py, the twin of csrc/checks.h).
 # ---------------------------------------------------------------------------------------------
-
-
-def _check_floating(t: Tensor, name: str, ref: Optional[Tensor] = None, ref_name: str = "input") -> None:
-    if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"lenet_ext: {name} must be float32 or float64, got {t.dtype}")
-    if ref is not None:
-        if t.dtype != ref.dtype:
-            raise TypeError(
-                f"lenet_ext: {name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; they must match"
-            )
-        if t.device != ref.device:
-            raise ValueError(
-                f"lenet_ext: {name} is on {t.device} but {ref_name} is on {ref.device}; they must be on the same device"
-            )
-
-
-def _check_dim(t: Tensor, name: str, dim: int, layout: str) -> None:
-    if t.dim() != dim:
-        raise ValueError(f"lenet_ext: {name} must be {dim}-D {layout}, got shape {tuple(t.shape)}")
-
-
-def _check_bias(bias: Optional[Tensor], features, ref: Tensor) -> None:
-    if bias is not None:
-        _check_floating(bias, "bias", ref)
-        torch._check_value(
-            bias.dim() == 1 and bias.shape[0] == features,
-            lambda: f"lenet_ext: bias must have shape ({features},), got {tuple(bias.shape)}",
-        )
-
-
-def _conv_out_shape(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int):
-    _check_floating(x, "input")
-    _check_floating(weight, "weight", x)
-    _check_dim(x, "input", 4, "(N, C, H, W)")
-    _check_dim(weight, "weight", 4, "(C_out, C_in, kH, kW)")
-    _check_bias(bias, weight.shape[0], x)
-    torch._check_value(x.shape[1] == weight.shape[1], lambda: "lenet_ext: input channels != weight.shape[1]")
-    torch._check_value(stride >= 1, lambda: f"lenet_ext: stride must be >= 1, got {stride}")
-    torch._check_value(padding >= 0, lambda: f"lenet_ext: padding must be >= 0, got {padding}")
-    n, _, h, w = x.shape
-    o, _, kh, kw = weight.shape
-    torch._check_value(
-        h + 2 * padding >= kh and w + 2 * padding >= kw,
-        lambda: "lenet_ext: kernel size is larger than the padded input",
-    )
-    return (n, o, (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1)
 
 
 @torch.library.register_fake("lenet_ext::conv2d_sigmoid")
 def _conv2d_sigmoid_fake(x, weight, bias, stride, padding):
-    return x.new_empty(_conv_out_shape(x, weight, bias, stride, padding))
+    return x.new_empty(checks.conv2d(x, weight, bias, stride, padding))
 
 
 @torch.library.register_fake("lenet_ext::conv2d_sigmoid_backward")
 def _conv2d_sigmoid_backward_fake(grad_output, output, x, weight, stride, padding, output_mask):
-    _conv_out_shape(x, weight, None, stride, padding)
+    checks.conv2d_backward(grad_output, output, x, weight, stride, padding)
     return _masked_grads(x, weight, weight.shape[0], output_mask)
-
-
-def _pool_out_shape(x: Sequence, kernel_size: int, stride: int):
-    n, c, h, w = x
-    torch._check_value(kernel_size >= 1 and stride >= 1, lambda: "lenet_ext: kernel_size and stride must be >= 1")
-    torch._check_value(
-        h >= kernel_size and w >= kernel_size,
-        lambda: f"lenet_ext: kernel_size {kernel_size} is larger than the input ({h}, {w})",
-    )
-    return (n, c, (h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1)
 
 
 @torch.library.register_fake("lenet_ext::conv2d_sigmoid_pool")
 def _conv2d_sigmoid_pool_fake(x, weight, bias, padding, pool):
-    shape = _conv_out_shape(x, weight, bias, 1, padding)
-    torch._check_value(
-        1 <= pool <= min(shape[2], shape[3]),
-        lambda: f"lenet_ext: pool {pool} must be >= 1 and fit the convolution's output {shape[2:]}",
-    )
+    shape = checks.conv2d_sigmoid_pool(x, weight, bias, padding, pool)
     return x.new_empty((shape[0], shape[1], shape[2] // pool, shape[3] // pool)), x.new_empty(shape)
 
 
 @torch.library.register_fake("lenet_ext::conv2d_sigmoid_pool_backward")
 def _conv2d_sigmoid_pool_backward_fake(grad_pooled, grad_activation, activation, x, weight, padding, pool, output_mask):
-    _conv_out_shape(x, weight, None, 1, padding)
+    checks.conv2d_sigmoid_pool_backward(grad_pooled, grad_activation, activation, x, weight, padding, pool)
     return _masked_grads(x, weight, weight.shape[0], output_mask)
 
 
 @torch.library.register_fake("lenet_ext::avg_pool2d")
 def _avg_pool2d_fake(x, kernel_size, stride):
-    _check_floating(x, "input")
-    _check_dim(x, "input", 4, "(N, C, H, W)")
-    return x.new_empty(_pool_out_shape(x.shape, kernel_size, stride))
+    return x.new_empty(checks.avg_pool2d(x, kernel_size, stride))
 
 
 @torch.library.register_fake("lenet_ext::avg_pool2d_backward")
 def _avg_pool2d_backward_fake(grad_output, input_size, kernel_size, stride):
-    _check_floating(grad_output, "grad_output")
-    torch._check_value(len(input_size) == 4, lambda: "lenet_ext: input_size must be (N, C, H, W)")
-    _pool_out_shape(input_size, kernel_size, stride)
+    checks.avg_pool2d_backward(grad_output, input_size, kernel_size, stride)
     return grad_output.new_empty(input_size)
-
-
-def _linear_out_shape(x: Tensor, weight: Tensor, bias: Optional[Tensor]):
-    _check_floating(x, "input")
-    _check_floating(weight, "weight", x)
-    torch._check_value(x.dim() >= 1, lambda: "lenet_ext: input must have at least 1 dimension")
-    _check_dim(weight, "weight", 2, "(out_features, in_features)")
-    _check_bias(bias, weight.shape[0], x)
-    torch._check_value(x.shape[-1] == weight.shape[1], lambda: "lenet_ext: input.shape[-1] != weight.shape[1]")
-    return (*x.shape[:-1], weight.shape[0])
 
 
 @torch.library.register_fake("lenet_ext::linear")
 def _linear_fake(x, weight, bias, sigmoid):
-    return x.new_empty(_linear_out_shape(x, weight, bias))
+    return x.new_empty(checks.linear(x, weight, bias))
 
 
 @torch.library.register_fake("lenet_ext::linear_backward")
 def _linear_backward_fake(grad_output, output, x, weight, sigmoid, output_mask):
-    _linear_out_shape(x, weight, None)
+    checks.linear_backward(grad_output, output, x, weight, sigmoid)
     return _masked_grads(x, weight, weight.shape[0], output_mask)
 
 
@@ -246,7 +175,7 @@ def _lenet5_train_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, o
 
 @torch.library.register_fake("lenet_ext::lenet5_train_backward")
 def _lenet5_train_backward_fake(grad_logits, images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw, images_grad):
-    _check_floating(grad_logits, "grad_logits", images, "images")
+    classes = checks.lenet5_backward_args(grad_logits, images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw)
     new = images.new_empty
     return (
         new(images.shape if images_grad else (0,)),
@@ -259,22 +188,14 @@ def _lenet5_train_backward_fake(grad_logits, images, c1, s2, c3, s4, c5, f6, c1w
         new(f6w.shape),
         new((84,)),
         new(outw.shape),
-        new((outw.shape[0],)),
+        new((classes,)),
     )
 
 
 @torch.library.register_fake("lenet_ext::lenet5_forward")
 def _lenet5_forward_fake(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb):
-    _check_floating(images, "images")
-    torch._check_value(
-        images.dim() == 4 and tuple(images.shape[1:]) == (1, 28, 28),
-        lambda: f"lenet_ext: images must have shape (N, 1, 28, 28), got {tuple(images.shape)}",
-    )
-    torch._check_value(
-        outw.dim() == 2 and outw.shape[1] == 84,
-        lambda: f"lenet_ext: output_weight must have shape (classes, 84), got {tuple(outw.shape)}",
-    )
-    return images.new_empty((images.shape[0], outw.shape[0]))
+    classes = checks.lenet5_args(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb)
+    return images.new_empty((images.shape[0], classes))
 
 
 def _masked_grads(x: Tensor, weight: Tensor, out_features, output_mask):

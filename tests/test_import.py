@@ -1,6 +1,8 @@
 """Without its compiled kernels the package must fail to import, loudly, with the rebuild
 command, rather than fall back to torch layers."""
 
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,18 +32,38 @@ def test_import_fails_loudly_without_extension():
     assert "lenet_ext._C" in proc.stdout
 
 
+def schema_names():
+    """The op names csrc/lenet_ext.cpp declares (m.def("name(...")."""
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc", "lenet_ext.cpp")
+    with open(src, encoding="utf-8") as f:
+        names = re.findall(r'm\.def\(\s*"(\w+)\(', f.read())
+    assert len(names) >= 10, names  # the parse found the schemas
+    return names
+
+
 def test_extension_is_loaded_and_registers_every_op():
     import torch
 
     import lenet_ext
 
     assert "cpu" in lenet_ext.backends()
-    for op in (
+    declared = schema_names()
+    registered = sorted(n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("lenet_ext::"))
+    assert registered == sorted(declared)
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    keys = ["CPU", "Meta"] + (["CUDA"] if "cuda" in lenet_ext.backends() else [])
+    for op in declared:
+        for key in keys:
+            assert has(f"lenet_ext::{op}", key), (op, key)
+        # A forward op with a backward op has its autograd in C++; a backward op, and the
+        # inference-only lenet5_forward, has none (autograd refuses to differentiate through it).
+        backward = op.replace("_forward", "_backward") if op.endswith("_forward") else op + "_backward"
+        differentiable = backward in declared and backward != op
+        assert has(f"lenet_ext::{op}", "Autograd") == differentiable, op
+    assert {op for op in declared if has(f"lenet_ext::{op}", "Autograd")} == {
         "conv2d_sigmoid",
-        "conv2d_sigmoid_backward",
+        "conv2d_sigmoid_pool",
         "avg_pool2d",
-        "avg_pool2d_backward",
         "linear",
-        "linear_backward",
-    ):
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"lenet_ext::{op}", "CPU"), op
+        "lenet5_train_forward",
+    }

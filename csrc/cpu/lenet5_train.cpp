@@ -59,13 +59,9 @@ ParamGrads lenet5_train_backward_cpu(const at::Tensor& grad_logits, const at::Te
   static const auto linear_bwd =
       op<Grads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&, bool, std::array<bool, 3>)>(
           "lenet_ext::linear_backward");
-  check_floating(images, "images");
-  TORCH_CHECK_VALUE(images.dim() == 4, "lenet_ext: images must have shape (N, 1, 28, 28), got ", images.sizes());
+  // The same checks as the CUDA op's (and the fake kernel's), up front.
+  check_lenet5_backward_args(grad_logits, images, c1, s2, c3, s4, c5, f6, c1w, c3w, c5w, f6w, outw);
   const int64_t N = images.size(0);
-  check_dim(outw, "output_weight", 2, "(classes, 84)");
-  check_shaped(grad_logits, "grad_logits", images, "images", {N, outw.size(0)});
-  check_shaped(c5, "c5", images, "images", {N, 120, 1, 1});
-  // Each layer's backward op checks the rest of its arguments.
   constexpr std::array<bool, 3> all{true, true, true};
   auto [g_f6, g_outw, g_outb] = linear_bwd.call(grad_logits, OptTensor(), f6, outw, /*sigmoid=*/false, all);
   auto [g_c5, g_f6w, g_f6b] = linear_bwd.call(g_f6, f6, c5.view({N, 120}), f6w, /*sigmoid=*/true, all);
