@@ -104,3 +104,19 @@ def trained_run(tmp_path_factory, offline_env):
     )
     assert code == 0
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def env(offline_env):
+    """The environment of a CLI run in a fresh process: offline, one thread, no debug tracebacks."""
+    from hostile import cli_env
+
+    return cli_env(offline_env)
+
+
+@pytest.fixture(scope="session")
+def files(trained_run, tmp_path_factory):
+    """Bad files of every kind (checkpoints, images, IDX files, run folders), beside a good run."""
+    from hostile import bad_files
+
+    return bad_files(trained_run, tmp_path_factory.mktemp("bad"))

@@ -6,6 +6,7 @@ import csv
 import pytest
 
 from lenet_ext import experiments
+from lenet_ext.training import loop
 
 pytestmark = pytest.mark.slow  # runs every experiment
 
@@ -44,9 +45,16 @@ def test_tiny_mode(name, tmp_path, offline_env):
     if name == "tsne":
         assert {r["method"] for r in rows} >= {"t-SNE", "PCA"}
         assert all(0 <= float(r["trustworthiness"]) <= 1 for r in rows)
-    # Run again: every training run is reused, nothing retrained.
+    # Run again: every training run is reused, nothing retrained (no epoch runs, no checkpoint moves).
     if name in ("flatten",):
-        assert experiments.main(args) == 0
+        saved = {p: p.read_bytes() for p in (folder / "runs").glob("*/last.pt")}
+        assert len(saved) == 2
+        results = (folder / "results.csv").read_text()
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(loop.Run, "train_epoch", lambda self: pytest.fail("an epoch was trained again"))
+            assert experiments.main(args) == 0
+        assert {p: p.read_bytes() for p in (folder / "runs").glob("*/last.pt")} == saved
+        assert (folder / "results.csv").read_text() == results  # the same runs' figures
 
 
 def test_bad_arguments(tmp_path, capsys):

@@ -11,8 +11,6 @@ import torch
 
 from lenet_ext import checkpoint, data, export
 
-pytestmark = pytest.mark.slow  # trains, then exports and runs the files
-
 # Largest |logit difference| accepted: ONNX Runtime's conv/gemm sum in another order than our
 # kernels (seen: ~1e-5 on logits of magnitude ~10); the torch.export program runs our own ops.
 ONNX_TOL, PT2_TOL = 1e-4, 0.0
@@ -23,6 +21,7 @@ def digits(offline_env):
     return data.load(log=lambda m: None).test.images[:500]
 
 
+@pytest.mark.slow
 def test_onnx_runs_in_onnx_runtime(trained_run, digits, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
@@ -58,6 +57,7 @@ def test_onnx_runs_in_onnx_runtime(trained_run, digits, tmp_path):
     assert (theirs.argmax(1) == ours.argmax(1)).all()
 
 
+@pytest.mark.slow
 def test_pt2_round_trip_holds_our_ops(trained_run, digits, tmp_path):
     path = str(tmp_path / "lenet5.pt2")
     assert (
@@ -82,6 +82,7 @@ def test_pt2_round_trip_holds_our_ops(trained_run, digits, tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "(4, 10)", out.stderr
 
 
+@pytest.mark.slow
 def test_cli_reports_the_difference(trained_run, tmp_path, offline_env):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -107,6 +108,7 @@ def test_cli_reports_the_difference(trained_run, tmp_path, offline_env):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary file left
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,words",
     [
@@ -120,6 +122,7 @@ def test_bad_arguments(trained_run, tmp_path, args, words, capsys):
     assert words in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_out_in_a_missing_folder(trained_run, tmp_path, capsys):
     assert (
         export.main(

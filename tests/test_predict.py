@@ -9,8 +9,6 @@ import pytest
 from lenet_ext import data, predict
 from lenet_ext.images import prepare, read_image
 
-pytestmark = pytest.mark.slow  # trains, then predicts
-
 
 @pytest.fixture(scope="module")
 def digits(offline_env):
@@ -38,6 +36,7 @@ def test_prepare_recovers_an_mnist_digit(digits, tmp_path, invert):
     assert correlation > 0.8
 
 
+@pytest.mark.slow
 def test_predict_cli_on_images_and_idx(trained_run, digits, tmp_path, capsys):
     images, labels = digits
     files = []
@@ -60,6 +59,7 @@ def test_predict_cli_on_images_and_idx(trained_run, digits, tmp_path, capsys):
     assert out[5].split(": ")[1].split()[0] == out[0].split(": ")[1].split()[0]  # same digit, same answer
 
 
+@pytest.mark.slow
 def test_unreadable_files_are_clear_errors(trained_run, tmp_path, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")

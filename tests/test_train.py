@@ -13,8 +13,6 @@ from lenet_ext import LeNet5, analyze, checkpoint, fileio, train
 from lenet_ext.training import loop, runs
 from lenet_ext.training.distributed import Dist
 
-pytestmark = pytest.mark.slow  # trains for real
-
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -29,6 +27,7 @@ def metrics_without_timing(run_dir):
     ]
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_every_artifact(trained_run):
     history = runs.read_metrics(trained_run)
     assert [r["epoch"] for r in history] == [1, 2, 3]
@@ -60,6 +59,7 @@ def test_training_lowers_the_loss_and_writes_every_artifact(trained_run):
     assert csv_lines[0].startswith("epoch,train_loss") and len(csv_lines) == 4
 
 
+@pytest.mark.slow
 def test_failures_csv_matches_the_model(trained_run, offline_env):
     import csv
 
@@ -82,6 +82,7 @@ def run_train(args):
     return train.main(args + ["--no-plots", "--batch-size", "64", "--lr", "0.01"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path, offline_env):
     for name in ("a", "b"):
         assert run_train(["--epochs", "2", "--seed", "7", "--out", str(tmp_path / name)]) == 0
@@ -91,6 +92,7 @@ def test_same_seed_same_weights(tmp_path, offline_env):
     assert not torch.equal(wa["c1.weight"], weights(tmp_path / "c")["c1.weight"])
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(tmp_path, offline_env, interrupt_at_epoch, capsys):
     assert run_train(["--epochs", "3", "--seed", "5", "--out", str(tmp_path / "straight")]) == 0
 
@@ -105,6 +107,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, offline_env, interrupt_at_epo
     assert metrics_without_timing(tmp_path / "straight") == metrics_without_timing(tmp_path / "split")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monkeypatch):
     real_fill = loop.Batches.fill
     batches = {"n": 0}
@@ -125,6 +128,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, offline_env, capsys, monk
     assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+@pytest.mark.slow
 def test_existing_run_folder_is_not_overwritten(trained_run, capsys):
     before = {name: os.path.getmtime(os.path.join(trained_run, name)) for name in runs.RUN_FILES}
     assert train.main(["--out", trained_run, "--epochs", "1"]) == 1
@@ -141,12 +145,14 @@ def test_checkpoint_that_is_not_ours(tmp_path):
     assert train.main(["--resume", str(tmp_path / "other.pt")]) == 1
 
 
+@pytest.mark.slow
 def test_checkpoints_load_with_weights_only(trained_run):
     for name in ("best.pt", "last.pt"):
         state = torch.load(os.path.join(trained_run, name), weights_only=True)
         assert state["format"] == checkpoint.FORMAT
 
 
+@pytest.mark.slow
 def test_analyze_cli_rewrites_the_study(trained_run, offline_env):
     os.remove(os.path.join(trained_run, "tsne.png"))
     assert analyze.main([trained_run, "--tsne-samples", "100"]) == 0
@@ -179,6 +185,7 @@ def test_cli_bad_flags(args, words):
     assert proc.returncode == 2 and words in proc.stderr
 
 
+@pytest.mark.slow
 def test_tensorboard_scalars_and_embedding(tmp_path, offline_env):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -198,6 +205,7 @@ def test_tensorboard_scalars_and_embedding(tmp_path, offline_env):
     assert len(tensors[0].read_text().splitlines()[0].split("\t")) == 84
 
 
+@pytest.mark.slow
 def test_time_to_target_fields(tmp_path, offline_env, capsys):
     reached, missed = tmp_path / "reached", tmp_path / "missed"
     assert run_train(["--epochs", "3", "--seed", "5", "--out", str(reached), "--target-acc", "0.3"]) == 0
@@ -213,6 +221,7 @@ def test_time_to_target_fields(tmp_path, offline_env, capsys):
     assert "0.999 not reached" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_stop_at_target(tmp_path, offline_env):
     run = tmp_path / "stop"
     assert (
@@ -222,6 +231,7 @@ def test_stop_at_target(tmp_path, offline_env):
     assert summary["stopped_at_target"] and summary["epochs_done"] == summary["reached_target_epoch"] < 6
 
 
+@pytest.mark.slow
 def test_recipe_fast_sets_its_flags_and_stops_at_the_target(tmp_path, offline_env, capsys):
     from lenet_ext.training.config import RECIPES
 
@@ -289,6 +299,7 @@ def train_ref_shift(images, offsets, s):
     return padded[torch.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
+@pytest.mark.slow
 def test_offline_notice_once_per_run(tmp_path, offline_env, capsys):
     """A run on the embedded digits says so once, though it loads data for training and the study."""
     assert train.main(["--epochs", "1", "--out", str(tmp_path / "run"), "--tsne-samples", "50"]) == 0
@@ -312,6 +323,7 @@ def test_metrics_of_a_history_whose_rows_gained_a_column(tmp_path):
     assert lines == [old, {**new, "test_acc": None}]
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_is_bit_for_bit(tmp_path, offline_env):
     """SIGTERM stops the run at the next step boundary with a last.pt that resumes from that step:
     the resumed run ends with the same weights and metrics, bit for bit, as one never stopped."""
@@ -350,6 +362,7 @@ def test_sigterm_mid_epoch_then_resume_is_bit_for_bit(tmp_path, offline_env):
             assert ra[key] == rb[key], key
 
 
+@pytest.mark.slow
 def test_resume_auto_starts_or_continues_the_run_in_out(tmp_path, offline_env, interrupt_at_epoch, capsys):
     run = str(tmp_path / "run")
     args = ["--epochs", "3", "--no-plots", "--resume", "auto", "--out", run]
