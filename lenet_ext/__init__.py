@@ -17,7 +17,7 @@ if sys.argv[:1] == ["-m"]:  # being imported by `python -m lenet_ext.<tool>`: no
 import torch  # noqa: E402,F401  (first: the compiled extension links against libtorch)
 
 try:
-    from . import _C  # noqa: F401  (loading it registers the lenet_ext::* ops)
+    from . import _C  # type: ignore[attr-defined]  # noqa: F401  (loading it registers the lenet_ext::* ops)
 except ImportError as exc:  # never fall back to torch layers silently
     raise ImportError(
         "lenet_ext: the compiled kernels (lenet_ext._C) could not be loaded "

@@ -20,7 +20,7 @@ import os
 import string
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -192,7 +192,7 @@ def _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, data
     plot_loss_curves(history, paths["loss_curves.png"])
 
     test_index = test.index.cpu()
-    failures = [
+    failures: List[Dict[str, Any]] = [
         {
             "index": int(test_index[i]),
             "true": int(true[i]),

@@ -93,14 +93,14 @@ def model_from_checkpoint(path: str, state: Optional[Dict[str, Any]] = None, dev
     impl = impl or state.get("impl", "ext")
     if impl not in IMPLS:
         raise CheckpointError(f"{path}: unknown implementation {impl!r} (expected one of {IMPLS})")
-    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    config = state.get("config")
     try:
-        options = model_options(config)
+        options = model_options(config if isinstance(config, dict) else {})
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
-    weights = state["model"]
+    weights: Any = state["model"]
     classes = (
-        weights.get("output.weight").shape[0]
+        weights["output.weight"].shape[0]
         if isinstance(weights, dict)
         and isinstance(weights.get("output.weight"), torch.Tensor)
         and weights["output.weight"].dim() == 2

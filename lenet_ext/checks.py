@@ -196,9 +196,9 @@ def linear(x: Tensor, weight: Tensor, b: Optional[Tensor]):
 def linear_backward(grad_output: Tensor, output: Optional[Tensor], x: Tensor, weight: Tensor, sigmoid: bool) -> None:
     out = linear(x, weight, None)
     shaped(grad_output, "grad_output", x, "input", out)
-    if sigmoid and output is None:
-        raise ValueError("lenet_ext: linear_backward with sigmoid=True needs the forward output")
     if sigmoid:
+        if output is None:
+            raise ValueError("lenet_ext: linear_backward with sigmoid=True needs the forward output")
         shaped(output, "output", x, "input", out)
 
 

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
-DATASETS = {
+DATASETS: Dict[str, Dict[str, Any]] = {
     "mnist": {
         "mirrors": [
             "https://ossci-datasets.s3.amazonaws.com/mnist/",

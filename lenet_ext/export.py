@@ -73,6 +73,8 @@ def export_onnx(model: LeNet5, path: str, opset: int = 18) -> None:
             )
     finally:
         quiet.setLevel(level)
+    if program is None:  # torch.onnx.export with dynamo=True returns the program
+        raise UserError("torch.onnx.export returned no program to save")
     _write(path, lambda f: program.save(f, external_data=False), ".onnx")
 
 

@@ -78,7 +78,7 @@ def prepare(pixels: np.ndarray) -> np.ndarray:
     h, w = img.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray((img / peak * 255).astype(np.uint8)).resize(size, Image.LANCZOS))
+    small = np.asarray(Image.fromarray((img / peak * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS))
     sh, sw = small.shape
     top, left = (28 - sh) // 2, (28 - sw) // 2
     total = int(small.sum(dtype=np.int64))

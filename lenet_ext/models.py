@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _C, ops
+from . import _C, ops  # type: ignore[attr-defined]
 from .choices import C5_KINDS, IMPLS
 
 LAYERS = ("c1", "s2", "c3", "s4", "c5", "f6", "logits")
@@ -43,7 +43,7 @@ def fused_on(x: Tensor) -> bool:
 
 
 def _ext_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    return ops.conv2d_sigmoid(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
+    return ops.conv2d_sigmoid(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0])  # type: ignore[arg-type]
 
 
 def _ext_conv_pool(conv: nn.Conv2d, x: Tensor):
@@ -52,7 +52,7 @@ def _ext_conv_pool(conv: nn.Conv2d, x: Tensor):
     if not fused_on(x):
         activation = _ext_conv(conv, x)
         return activation, ops.avg_pool2d(activation, 2)
-    pooled, activation = ops.conv2d_sigmoid_pool(x, conv.weight, conv.bias, conv.padding[0], 2)
+    pooled, activation = ops.conv2d_sigmoid_pool(x, conv.weight, conv.bias, conv.padding[0], 2)  # type: ignore[arg-type]
     return activation, pooled
 
 
@@ -131,7 +131,8 @@ class LeNet5(nn.Module):
         activation, x = conv_pool(self.c3, x)
         yield "c3", activation
         yield "s4", x
-        x = conv(self.c5, x) if self.c5_kind == "conv" else linear(self.c5, x.flatten(1), True)
+        c5: Any = self.c5  # nn.Conv2d, or nn.Linear for c5="linear"
+        x = conv(c5, x) if self.c5_kind == "conv" else linear(c5, x.flatten(1), True)
         yield "c5", x
         if until == "c5":
             return

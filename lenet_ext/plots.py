@@ -105,7 +105,7 @@ def plot_confusion(matrix: np.ndarray, classes, path: str) -> None:
 
 def plot_tsne(
     features: np.ndarray, labels: np.ndarray, failed: np.ndarray, classes, seed: int, path: str, total_failed: int
-) -> None:
+) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     plt = pyplot()

@@ -31,9 +31,9 @@ def load_model(path: str, device="cpu", state: Optional[Dict[str, Any]] = None) 
     """(the checkpoint's model in eval mode on device, its class names); CheckpointError if unusable.
     state: the checkpoint already loaded from path (else it is read)."""
     model, state = checkpoint.model_from_checkpoint(path, state, device=device)
-    config = state.get("config") if isinstance(state.get("config"), dict) else {}
-    dataset = config.get("dataset", "mnist")
-    classes = data.DATASETS[dataset]["classes"] if dataset in data.DATASETS else [str(i) for i in range(10)]
+    config = state.get("config")
+    dataset = config.get("dataset", "mnist") if isinstance(config, dict) else "mnist"
+    classes = list(data.DATASETS[dataset]["classes"]) if dataset in data.DATASETS else [str(i) for i in range(10)]
     if len(classes) != model.output.out_features:
         classes = [str(i) for i in range(model.output.out_features)]
     return model, classes

@@ -38,11 +38,11 @@ def server(good_run):
     srv = serve.start(good_run, "127.0.0.1", 0)
     import threading
 
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    yield f"http://127.0.0.1:{srv.address[1]}"
+    srv.stop()
+    srv.close()
 
 
 def drawn(digit: str, size=200, fmt="PNG") -> bytes:
@@ -277,12 +277,12 @@ def strict_server(good_run):
     srv = serve.start(good_run, "127.0.0.1", 0, settings={"read_timeout": 1.0, "max_concurrency": 3})
     import threading
 
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     time.sleep(0.3)
-    yield srv.server_address
-    srv.shutdown()
-    srv.server_close()
+    yield srv.address
+    srv.stop()
+    srv.close()
 
 
 def stall(address, blob):
@@ -322,12 +322,12 @@ def test_a_client_is_answered_during_many_stalled_uploads(good_run):
     srv = serve.start(good_run, "127.0.0.1", 0, settings={"read_timeout": 30.0})
     import threading
 
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.run, daemon=True).start()
     time.sleep(0.3)
-    url = f"http://{srv.server_address[0]}:{srv.server_address[1]}"
+    url = f"http://{srv.address[0]}:{srv.address[1]}"
     blob = drawn("1")
     try:
-        slow = [stall(srv.server_address, blob) for _ in range(200)]
+        slow = [stall(srv.address, blob) for _ in range(200)]
         time.sleep(0.3)
         t0 = time.perf_counter()
         status, reply = post(url, blob)
@@ -335,8 +335,8 @@ def test_a_client_is_answered_during_many_stalled_uploads(good_run):
         for s in slow:
             s.close()
     finally:
-        srv.shutdown()
-        srv.server_close()
+        srv.stop()
+        srv.close()
 
 
 def serve_process(good_run, offline_env, *extra):

@@ -3,7 +3,7 @@ spread of the logits across a batch at initialisation and after training, and th
 
 import os
 import statistics
-from typing import List
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ def logit_spread(model: torch.nn.Module, images: torch.Tensor) -> List[float]:
 
 def measure(ctx: Context) -> Result:
     impl = ctx.args.impl or "ext"
-    rows, curves = [], {}
+    rows: List[Dict[str, Any]] = []
+    curves: Dict[str, Any] = {}
     for seed in range(1, ctx.args.seeds + 1):
         for name, bias in (("default", True), ("no-bias", False)):
             config = ctx.config(impl=impl, seed=seed, bias=bias)

@@ -148,7 +148,7 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
                 else f"{path} takes {allowed}"
             )
             raise JsonError(405, hint, {"Allow": allowed})
-        result = handler(request)
+        result: Any = handler(request)
         return await result if asyncio.iscoroutine(result) else result
 
     async def app_entry(scope, receive, send):
@@ -206,5 +206,4 @@ def create_app(model: Model, settings: Optional[Dict[str, Any]] = None, verbose:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    app_entry.metrics = metrics
     return app_entry

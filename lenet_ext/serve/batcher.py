@@ -19,13 +19,12 @@ class Batcher:
     def __init__(self, model: Model, metrics: Metrics, max_batch: int, max_wait_s: float):
         self.model, self.metrics = model, metrics
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
-        self.queue: Optional[asyncio.Queue] = None
+        self.queue: asyncio.Queue = asyncio.Queue()  # bound to the server's loop at its first use
         self.decoding = 0  # requests whose image is being decoded: digits that will come soon
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="lenet-inference")
         self.task: Optional[asyncio.Task] = None
 
     def start(self) -> None:
-        self.queue = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:

@@ -119,7 +119,7 @@ def _main_impl(argv=None) -> int:
     shown = f"[{host}]" if ":" in host else host
     if args.workers == 1:
         print(f"serving {describe(state)} at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
-        server.serve_forever()
+        server.run()
     else:
         from uvicorn.supervisors import Multiprocess
 

@@ -19,7 +19,8 @@ class Model:
         state = checkpoint.load(path) if state is None else state  # one read: the info is the model's
         self.model, self.classes = predict.load_model(path, device, state)
         self.device = device
-        metrics = state.get("metrics") if isinstance(state.get("metrics"), dict) else {}
+        metrics = state.get("metrics")
+        metrics = metrics if isinstance(metrics, dict) else {}
         self.info = {
             "checkpoint": os.path.abspath(path),
             "impl": state.get("impl"),
@@ -45,13 +46,14 @@ class Model:
         if wanted:
             c1 = self.model.activations(x[wanted])["c1"].float().cpu().numpy()
             maps = {i: np.round(c1[k], 3).tolist() for k, i in enumerate(wanted)}
-        answers = []
+        answers: List[Any] = []  # an answer, or the error of its request
         for i, p in enumerate(probs.tolist()):
             if not all(map(math.isfinite, p)):
                 answers.append(UserError("the model's outputs are not finite"))
                 continue
             best = max(range(len(p)), key=p.__getitem__)  # the first of equal maxima, as argmax
-            out = {"digit": best, "label": self.classes[best], "probabilities": [round(v, 6) for v in p]}
+            out: Dict[str, Any] = {"digit": best, "label": self.classes[best]}
+            out["probabilities"] = [round(v, 6) for v in p]
             if details[i]:
                 out["input"] = digits[i].astype(int).tolist()
                 out["c1"] = maps[i]
@@ -61,8 +63,8 @@ class Model:
 
 def describe(state: Dict[str, Any]) -> str:
     """One line on a checkpoint's model: implementation, epoch, test accuracy."""
-    metrics = state.get("metrics") if isinstance(state.get("metrics"), dict) else {}
-    acc = metrics.get("test_acc")
+    metrics = state.get("metrics")
+    acc = metrics.get("test_acc") if isinstance(metrics, dict) else None
     return f"{state.get('impl')} kernels, epoch {state.get('epoch')}" + (
         f", test accuracy {100 * acc:.2f}%" if isinstance(acc, float) else ""
     )

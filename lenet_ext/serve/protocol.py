@@ -2,18 +2,31 @@
 configuration every server process uses."""
 
 import json
+from typing import Any
 
-try:  # the serve extra: uvicorn's HTTP protocol, httptools' parser where it is installed, else h11's
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpProtocol
-except ImportError:
+
+def _http_protocol() -> Any:
+    """The serve extra's HTTP protocol: uvicorn's on httptools' parser where it is installed, else
+    on h11's; None without uvicorn."""
     try:
-        from uvicorn.protocols.http.h11_impl import H11Protocol as _HttpProtocol
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return HttpToolsProtocol
     except ImportError:
-        _HttpProtocol = None
+        pass
+    try:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        return H11Protocol
+    except ImportError:
+        return None
+
+
+_HttpProtocol = _http_protocol()
 
 if _HttpProtocol is not None:
 
-    class JsonErrorsProtocol(_HttpProtocol):
+    class JsonErrorsProtocol(_HttpProtocol):  # type: ignore[misc, valid-type]
         """uvicorn's HTTP protocol with its one non-JSON answer (400 for a request it cannot parse,
         e.g. a Content-Length that is not a number) answered in JSON like every other error."""
 

@@ -17,21 +17,20 @@ from .protocol import uvicorn_config
 
 
 class Server:
-    """A bound server: serve_forever() runs it (in this thread; SIGINT/SIGTERM stop it gracefully
-    when this is the main thread), shutdown() stops it from another thread, server_address is
-    the (host, port) it listens on."""
+    """A bound server: run() serves in this thread until stop() (from another thread) or, in the
+    main thread, SIGINT or SIGTERM, each a graceful stop; address is the (host, port) it listens
+    on; close() closes its socket."""
 
     def __init__(self, app, sock: socket.socket, verbose: bool = False):
         import uvicorn
 
         self.socket, self.app = sock, app
-        self.server_address = sock.getsockname()[:2]
-        self.config = uvicorn_config(app, verbose)
-        self.server = uvicorn.Server(self.config)
+        self.address = sock.getsockname()[:2]
+        self.server = uvicorn.Server(uvicorn_config(app, verbose))
         self._done = threading.Event()
 
-    def serve_forever(self, poll_interval: float = 0.1) -> None:
-        """Serves until shutdown(), or SIGINT/SIGTERM when called from the main thread: uvicorn's
+    def run(self) -> None:
+        """Serves until stop(), or SIGINT/SIGTERM when called from the main thread: uvicorn's
         handlers stop it gracefully while it runs, and hand the signal back to the handlers they
         replaced once it has stopped; these only ask it to stop, so the process exits normally."""
         if threading.current_thread() is threading.main_thread():
@@ -45,11 +44,12 @@ class Server:
     def _stop_signal(self, signum, frame) -> None:
         self.server.should_exit = True
 
-    def shutdown(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Asks run() to stop (requests in flight are answered) and waits up to timeout seconds."""
         self.server.should_exit = True
-        self._done.wait(10)
+        self._done.wait(timeout)
 
-    def server_close(self) -> None:
+    def close(self) -> None:
         self.socket.close()
 
 
@@ -96,7 +96,7 @@ def start(
     state: Optional[Dict[str, Any]] = None,
     settings: Optional[Dict[str, Any]] = None,
 ) -> Server:
-    """A server bound and ready (serve_forever() runs it); UserError if it cannot bind. state: the
+    """A server bound and ready (its run() serves); UserError if it cannot bind. state: the
     checkpoint already loaded from checkpoint_path (else it is read)."""
     need_extra()
     model = Model(checkpoint_path, device, state)

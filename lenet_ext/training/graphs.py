@@ -59,10 +59,11 @@ class CapturedStep:
         the epoch's first step (0, or where a stopped epoch resumes)."""
         if self.graphs is None:
             self.graphs = self._capture()
+        assert self.position is not None  # made by _capture()
         self.position.fill_(first_step)
 
     def step(self, lo: int, hi: int) -> None:
-        self.graphs[hi - lo].replay()
+        self.graphs[hi - lo].replay()  # type: ignore[index]  # start_epoch() captured them
 
     def _capture(self) -> Dict[int, torch.cuda.CUDAGraph]:
         """Before capture, one-time initialisations are run by a throwaway copy of the model and

@@ -14,7 +14,7 @@ import platform
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -184,8 +184,8 @@ def make_optimizer(name: str, params, lr: float, device: torch.device):
             torch.tensor(0.9, dtype=torch.float32, device=device),
             torch.tensor(0.999, dtype=torch.float32, device=device),
         )
-        return kind(params, lr=lr_value, betas=betas, capturable=True, **extra)
-    return kind(params, lr=lr_value, **extra)
+        return kind(params, lr=lr_value, betas=betas, capturable=True, **extra)  # type: ignore[arg-type]
+    return kind(params, lr=lr_value, **extra)  # type: ignore[arg-type]
 
 
 class EagerStep:
@@ -229,7 +229,7 @@ class Run:
         self.dataset = dataset.to(device)
         torch.manual_seed(config.seed)
         self.model = LeNet5(impl=config.impl, **model_options(config.to_dict())).to(device)
-        self.net = self.model  # what the training step calls: the model, or DDP around it
+        self.net: torch.nn.Module = self.model  # what the training step calls: the model, or DDP around it
         if ranks.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
@@ -247,7 +247,7 @@ class Run:
         self.batches = Batches(self.dataset.train, config.shift, config.batch_size)
         self.progress = Progress(device, ranks)
         self.stepper = CapturedStep(self, make_optimizer) if cuda_graph else EagerStep(self)
-        self.on_epoch = None  # called with each epoch's row (TensorBoard)
+        self.on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None  # each epoch's row (TensorBoard)
         # Set (by a SIGTERM handler, say) to stop at the next step boundary with a resumable last.pt.
         self.stop = threading.Event()
         self._resume_point: Optional[Dict[str, Any]] = None  # where a stopped epoch resumes

@@ -2,7 +2,7 @@
 and checked against the checkpoint's record of it."""
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -25,7 +25,7 @@ def load_resume_state(path: str) -> Dict[str, Any]:
             f"{path}: {kind}: it holds no optimizer and random-generator state to "
             f"resume from; give the run folder or its last.pt"
         )
-    for key, kind in (
+    kinds: Tuple[Tuple[str, type], ...] = (
         ("config", dict),
         ("epoch", int),
         ("history", list),
@@ -33,10 +33,11 @@ def load_resume_state(path: str) -> Dict[str, Any]:
         ("data", dict),
         ("scheduler", dict),
         ("optimizer", dict),
-    ):
-        if not isinstance(state.get(key), kind):
+    )
+    for key, expected in kinds:
+        if not isinstance(state.get(key), expected):
             raise checkpoint.CheckpointError(
-                f"{path}: its {key!r} entry is missing or not a {kind.__name__}: "
+                f"{path}: its {key!r} entry is missing or not a {expected.__name__}: "
                 "not a last.pt written by lenet_ext.train"
             )
     mid = state.get("mid_epoch")

@@ -42,7 +42,8 @@ class RunFolder:
     leaves no stale claim behind)."""
 
     def __init__(self, path: str, fd: int):
-        self.path, self._fd = path, fd
+        self.path = path
+        self._fd: Optional[int] = fd
 
     def release(self) -> None:
         if self._fd is not None:

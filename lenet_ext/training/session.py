@@ -115,7 +115,7 @@ def train(launch: Launch) -> int:
     try:
         resume_from, new_dir = resume_target(launch.resume, launch.out)
         state = load_resume_state(resume_from) if resume_from else None
-        if state is not None and launch.resume in (None, "auto"):
+        if state is not None and resume_from is not None and launch.resume in (None, "auto"):
             check_same_settings(os.path.dirname(resume_from), state["config"], launch.config)
         device = pick_device(launch.device, (state["config"] if state else launch.config).impl)
         ranks = distributed.init(device.type)
@@ -125,9 +125,9 @@ def train(launch: Launch) -> int:
             torch.cuda.set_device(device)
         optimizer = (state["config"] if state else launch.config).optimizer
         graph = use_cuda_graph(launch.cuda_graph, device, ranks, optimizer, say)
-        if state is not None:
+        if state is not None and resume_from is not None:
             config = state["config"]
-            run_dir = os.path.dirname(os.path.abspath(resume_from))
+            run_dir: str = os.path.dirname(os.path.abspath(resume_from))
             folder = distributed.claim(ranks, run_dir, new=False, flag="--resume" if launch.resume else "--out")
             state = load_resume_state(resume_from)  # again, now that no other run can write it
             dataset = run_data(config.to_dict(), state["data"], launch.data_dir, say)
@@ -140,7 +140,7 @@ def train(launch: Launch) -> int:
             say(f"resuming {run_dir} after {at} of {config.epochs}")
         else:
             config = launch.config
-            run_dir = distributed.agree(ranks, new_dir)
+            run_dir = distributed.agree(ranks, new_dir)  # resume_target gives new_dir when not resuming
             folder = distributed.claim(ranks, run_dir, new=True, flag="--out")
             dataset = data.load(config.dataset, config.data_dir, config.valid_size, config.seed, log=say)
             run = Run(config, run_dir, device, dataset, ranks=ranks, cuda_graph=graph)
