@@ -14,11 +14,18 @@ Environment switches:
   MAX_JOBS          parallel compile jobs (default: ninja's, the number of cores + 2).
   LENET_EXT_ASAN=1  debug build under AddressSanitizer (see scripts/asan_check.sh).
   LENET_EXT_NATIVE=1  add -march=native (fastest on the build machine, not portable).
+  LENET_EXT_OPENMP=0  build without OpenMP even where the compiler has it. By default OpenMP is
+                    used where the C++ compiler (CXX, else c++) compiles and links an OpenMP
+                    program; where it cannot (Apple's clang, a clang without libomp), the CPU
+                    kernels are built without it and run on one thread.
 """
 
 import glob
 import os
+import shlex
+import subprocess
 import sys
+import tempfile
 
 # torch guesses CUDA_HOME from the nvcc on PATH, which a wrapper script in /usr/local/bin
 # fools; prefer the standard toolkit location when CUDA_HOME is not set.
@@ -57,6 +64,28 @@ def _flag(name):
     return None if value is None or value == "" else value not in ("0", "false", "False", "OFF", "off")
 
 
+def openmp() -> tuple:
+    """(whether to build with OpenMP, why): where the C++ compiler builds an OpenMP program, the
+    CPU kernels use at::parallel_for on torch's threads; elsewhere torch's parallel header (which
+    includes omp.h) cannot be used, and csrc/cpu/parallel.h runs the loops on one thread."""
+    if _flag("LENET_EXT_OPENMP") is False:
+        return False, "LENET_EXT_OPENMP=0"
+    compiler = shlex.split(os.environ.get("CXX", "c++"))
+    with tempfile.TemporaryDirectory() as d:
+        source = os.path.join(d, "omp.cpp")
+        with open(source, "w") as f:
+            f.write("#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        try:
+            done = subprocess.run(
+                [*compiler, "-fopenmp", source, "-o", os.path.join(d, "omp")], capture_output=True, timeout=120
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"{' '.join(compiler)} could not be run ({exc})"
+    if done.returncode != 0:
+        return False, f"{' '.join(compiler)} has no OpenMP (omp.h and -fopenmp)"
+    return True, f"OpenMP from {' '.join(compiler)}"
+
+
 def want_cuda():
     forced = _flag("FORCE_CUDA") or _flag("USE_CUDA")
     if _flag("USE_CUDA") is False:
@@ -78,18 +107,21 @@ def want_cuda():
 def extension():
     cuda, why = want_cuda()
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    # -fopenmp: at::parallel_for is an inline OpenMP loop in torch's headers; without the flag
-    # it compiles to a serial loop. libgomp is the one torch already loaded (same soname).
+    # -fopenmp: at::parallel_for is an inline OpenMP loop in torch's headers; libgomp is the one
+    # torch already loaded (same soname). Without OpenMP, see openmp().
     # -g0: Python's own CFLAGS ask for debug info, which costs a third of the compile time over
     # torch's templates and triples the module's size; LENET_EXT_ASAN=1 keeps it.
-    cxx = ["-O3", "-g0", "-fopenmp", *WARNINGS, *SYSTEM_HEADERS]
+    use_omp, omp_why = openmp()
+    omp = ["-fopenmp", "-DLENET_EXT_OPENMP=1"] if use_omp else []
+    threads = f"{omp_why}: CPU kernels on torch's threads" if use_omp else f"{omp_why}: CPU kernels on one thread"
+    cxx = ["-O3", "-g0", *omp, *WARNINGS, *SYSTEM_HEADERS]
     nvcc = ["-O3", "--expt-relaxed-constexpr"]
     if _flag("LENET_EXT_NATIVE"):
         cxx.append("-march=native")
-    link = ["-fopenmp"]
+    link = ["-fopenmp"] if use_omp else []
     if _flag("LENET_EXT_ASAN"):
-        cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-fopenmp", *WARNINGS, *SYSTEM_HEADERS]
-        link = ["-fsanitize=address", "-fopenmp"]
+        cxx = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", *omp, *WARNINGS, *SYSTEM_HEADERS]
+        link = ["-fsanitize=address"] + (["-fopenmp"] if use_omp else [])
     if cuda:
         # The ops (csrc/cuda/*.cpp: checks, allocation, torch's headers) compile with the C++
         # compiler; the kernels (csrc/cuda/*_kernels.cu, no torch headers) with nvcc, once per
@@ -98,7 +130,7 @@ def extension():
         cxx += ["-isystem", os.path.join(CUDA_HOME, "include")]
         if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
             os.environ["TORCH_CUDA_ARCH_LIST"] = default_cuda_archs()
-        print(f"lenet_ext: building CPU + CUDA kernels ({why}; archs {os.environ['TORCH_CUDA_ARCH_LIST']})")
+        print(f"lenet_ext: building CPU + CUDA kernels ({why}; archs {os.environ['TORCH_CUDA_ARCH_LIST']}; {threads})")
         return CUDAExtension(
             "lenet_ext._C",
             sources,
@@ -106,7 +138,7 @@ def extension():
             extra_link_args=link,
             define_macros=[("LENET_EXT_WITH_CUDA", "1")],
         )
-    print(f"lenet_ext: building CPU kernels only ({why})")
+    print(f"lenet_ext: building CPU kernels only ({why}; {threads})")
     return CppExtension("lenet_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
 
 

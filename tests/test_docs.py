@@ -43,6 +43,7 @@ EXTERNAL_FILES = {
     "model.pt2",
     "custom_function.h",
     "gpu-check.md",
+    "omp.cpp",  # the OpenMP probe setup.py compiles in a temporary folder
 }
 EXTERNAL_CALLS = {
     "opcheck",

@@ -7,7 +7,6 @@
 //           gathers its windows, so it is written once, with no zero-fill or scatter.
 // Parallel over the N*C planes.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "parallel.h"
 
 namespace lenet_ext {
 namespace cpu {
@@ -34,7 +34,7 @@ at::Tensor avg_pool2d_cpu(const at::Tensor& input, int64_t kernel_size, int64_t 
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const scalar_t scale = scalar_t(1) / scalar_t(kernel_size * kernel_size);
-    at::parallel_for(0, N * C, 16, [&](int64_t first, int64_t last) {
+    parallel_for(0, N * C, 16, [&](int64_t first, int64_t last) {
       for (int64_t plane = first; plane < last; ++plane) {
         const scalar_t* xc = xp + plane * H * W;
         scalar_t* yc = yp + plane * OH * OW;
@@ -77,7 +77,7 @@ at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, c10::SymIntArr
       oh_lo[i] = i < kernel_size ? 0 : (i - kernel_size) / stride + 1;
       oh_hi[i] = std::min(i / stride, OH - 1);
     }
-    at::parallel_for(0, N * C, 16, [&](int64_t first, int64_t last) {
+    parallel_for(0, N * C, 16, [&](int64_t first, int64_t last) {
       for (int64_t plane = first; plane < last; ++plane) {
         const scalar_t* gyc = gyp + plane * OH * OW;
         scalar_t* gxc = gxp + plane * H * W;

@@ -3,8 +3,6 @@
 // partial gradients, and the dense layers' backward. (The arithmetic is in kernels_impl.h.)
 #pragma once
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 
 namespace lenet_ext {
 namespace cpu {
@@ -49,7 +48,7 @@ inline int64_t num_chunks(int64_t n) { return std::max<int64_t>(1, std::min<int6
 // other threads: LeNet's output layer at batch 64).
 inline int64_t dense_chunks(int64_t n, int64_t K, int64_t O) {
   if (n * K * O < (int64_t(1) << 17)) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(n, at::get_num_threads()));
+  return std::max<int64_t>(1, std::min<int64_t>(n, num_threads()));
 }
 
 // The chunks of [0, n), handed out in order to whichever thread asks next: chunk c is
@@ -78,9 +77,9 @@ class ChunkQueue {
 template <typename Worker>
 inline void parallel_chunks(int64_t n, int64_t chunks, const Worker& worker) {
   ChunkQueue queue(n, chunks);
-  const int64_t threads = std::min<int64_t>(chunks, at::get_num_threads());
-  if (threads <= 1 || at::in_parallel_region()) return worker(queue);
-  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) { worker(queue); });
+  const int64_t threads = std::min<int64_t>(chunks, num_threads());
+  if (threads <= 1 || in_parallel_region()) return worker(queue);
+  parallel_for(0, threads, 1, [&](int64_t, int64_t) { worker(queue); });
 }
 
 // Adds per-chunk partials laid out as [dw (nw values) | db (nb values)] per chunk, in chunk
@@ -129,7 +128,7 @@ void dense_backward(const CpuKernels<T>& k, int64_t M, int64_t K, int64_t O, con
   if (!dw && !db) return;
   // Slices of at least 16 outputs, and one thread for small layers (a parallel region costs more).
   const int64_t slices =
-      M * K * O < (int64_t(1) << 16) ? 1 : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), O / 16));
+      M * K * O < (int64_t(1) << 16) ? 1 : std::max<int64_t>(1, std::min<int64_t>(num_threads(), O / 16));
   parallel_chunks(O, slices, [&](ChunkQueue& queue) {
     for (int64_t c, o0, o1; queue.pop(c, o0, o1);)
       k.dense_weight_grad(M, K, o1 - o0, g + o0, O, x, dw ? dw + o0 * K : nullptr, db ? db + o0 : nullptr);

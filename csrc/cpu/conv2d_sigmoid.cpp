@@ -65,7 +65,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const ConvShape& s, cons
                                                         const at::Tensor& grad_pooled, int64_t pool,
                                                         const at::Tensor& output, const at::Tensor& input,
                                                         const at::Tensor& weight, std::array<bool, 3> output_mask) {
-  const auto [need_input, need_weight, need_bias] = output_mask;
+  // Plain bools rather than a structured binding, which lambdas capture only from clang 16 on.
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   const at::Tensor gy = grad_y.defined() ? grad_y.contiguous() : at::Tensor();
   const at::Tensor gp = grad_pooled.defined() ? grad_pooled.contiguous() : at::Tensor();
   const at::Tensor y = output.contiguous();

@@ -24,15 +24,24 @@ namespace LENET_EXT_ISA {
 
 constexpr int kVecBytes = LENET_EXT_VEC_BYTES;
 
+// GCC: element-aligned (aligned(4) / aligned(8)), so that load() and store() can cast. clang
+// drops a typedef's reduced alignment in templates, and a local Vec placed at 4 bytes was then
+// stored with an aligned move: there Vec keeps its natural alignment, and load() and store()
+// copy instead of casting.
+#if defined(__clang__)
+#define LENET_EXT_ELEMENT_ALIGNED(bytes)
+#else
+#define LENET_EXT_ELEMENT_ALIGNED(bytes) aligned(bytes),
+#endif
 template <typename T>
 struct VecOf;
 template <>
 struct VecOf<float> {
-  typedef float type __attribute__((vector_size(kVecBytes), aligned(4), may_alias));
+  typedef float type __attribute__((vector_size(kVecBytes), LENET_EXT_ELEMENT_ALIGNED(4) may_alias));
 };
 template <>
 struct VecOf<double> {
-  typedef double type __attribute__((vector_size(kVecBytes), aligned(8), may_alias));
+  typedef double type __attribute__((vector_size(kVecBytes), LENET_EXT_ELEMENT_ALIGNED(8) may_alias));
 };
 template <typename T>
 using Vec = typename VecOf<T>::type;
@@ -40,17 +49,28 @@ using Vec = typename VecOf<T>::type;
 template <typename T>
 constexpr int kVecLen = kVecBytes / sizeof(T);
 
-// Unaligned loads and stores through the element-aligned, may_alias vector type: one
-// vmovups. (A memcpy of a 32-byte vector is split by GCC into two 16-byte copies through
-// the stack, whose store-to-load forwarding stall made AVX builds 5-10x slower.)
+// Unaligned loads and stores, one vmovups each. GCC: through the element-aligned, may_alias
+// vector type (a memcpy of a 32-byte vector is split by GCC into two 16-byte copies through the
+// stack, whose store-to-load forwarding stall made AVX builds 5-10x slower). clang: a memcpy,
+// which it compiles to the one move.
 template <typename T>
 inline Vec<T> load(const T* p) {
+#if defined(__clang__)
+  Vec<T> v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+#else
   return *reinterpret_cast<const Vec<T>*>(p);
+#endif
 }
 
 template <typename T>
 inline void store(T* p, const Vec<T>& v) {
+#if defined(__clang__)
+  __builtin_memcpy(p, &v, sizeof v);  // as in load()
+#else
   *reinterpret_cast<Vec<T>*>(p) = v;
+#endif
 }
 
 // x in every lane. (Not Vec<T>{} + x: 0 + x is not x for x = -0, so GCC keeps that add, and the
@@ -89,7 +109,7 @@ using LaneMask = std::conditional_t<sizeof(T) == 4, LaneMask32, LaneMask64>;
 template <typename T>
 inline void hsum4(const Vec<T>* v, T* out) {
   if constexpr (kVecLen<T> == 8 && sizeof(T) == 4) {
-    using Mask = LaneMask<T>;
+    using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
     // (v0 lanes 0+1, v1 0+1, v0 2+3, v1 2+3, ...), the same for v2, v3
     const Vec<T> t0 = LENET_EXT_SHUFFLE(v[0], v[1], 0, 8, 2, 10, 4, 12, 6, 14) +
                       LENET_EXT_SHUFFLE(v[0], v[1], 1, 9, 3, 11, 5, 13, 7, 15);
@@ -103,7 +123,7 @@ inline void hsum4(const Vec<T>* v, T* out) {
   } else if constexpr (kVecLen<T> == 16 && sizeof(T) == 4) {
     // The same for 16 floats: each vector's halves added (v0 and v1 into t0, v2 and v3 into t1),
     // then the 8-float rounds on lanes 0-15 of (t0, t1).
-    using Mask = LaneMask<T>;
+    using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
     const Vec<T> t0 = LENET_EXT_SHUFFLE(v[0], v[1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
                       LENET_EXT_SHUFFLE(v[0], v[1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
     const Vec<T> t1 = LENET_EXT_SHUFFLE(v[2], v[3], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +

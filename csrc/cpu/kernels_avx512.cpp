@@ -10,9 +10,18 @@
 #include "kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__clang__)  // clang has no GCC target pragma: the same target on every function below
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), \
+                             apply_to = function)
+#pragma clang fp contract(fast)
+#else
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
 #pragma GCC optimize("fp-contract=fast")
+#endif
 #define LENET_EXT_ISA avx512
 #define LENET_EXT_VEC_BYTES 64
 #include "kernels_impl.h"  // instantiates lenet_ext::cpu::avx512::make_kernels<float, double>
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #endif

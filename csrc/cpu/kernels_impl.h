@@ -30,6 +30,13 @@ namespace LENET_EXT_ISA {
 // Shared by forward and backward: sigmoid, fills, the wide form's offset tables and padding
 // ------------------------------------------------------------------------------------------------
 
+// noinline, and for GCC noclone: one copy of the function serves every caller (see dense_forward).
+#if defined(__clang__)
+#define LENET_EXT_ONE_COPY __attribute__((noinline))
+#else
+#define LENET_EXT_ONE_COPY __attribute__((noinline, noclone))
+#endif
+
 inline float exp_scalar(float x) { return __builtin_expf(x); }
 inline double exp_scalar(double x) { return __builtin_exp(x); }
 
@@ -247,8 +254,8 @@ void im2col(const ConvShape& s, const T* x, T* col, int64_t ld) {
 // form on a transposed weight at every batch size we run (docs/performance.md), without
 // transposing the weight or allocating for it.
 template <typename T>
-__attribute__((noinline, noclone)) void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w,
-                                                      const T* b, T* y, bool apply_sigmoid) {
+LENET_EXT_ONE_COPY void dense_forward(int64_t rows, int64_t K, int64_t O, const T* x, const T* w, const T* b, T* y,
+                                      bool apply_sigmoid) {
   gemm_abt(rows, O, K, x, K, w, K, y, O, /*accumulate=*/false);
   if (b)
     for (int64_t m = 0; m < rows; ++m)
@@ -320,8 +327,8 @@ void avg_pool_channels(const T* z, T* out, int64_t O, int64_t OH, int64_t OW, in
 
 // y null (lenet5_forward's inference): only `pooled` is written.
 template <typename T>
-__attribute__((noinline, noclone)) void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y,
-                                                          int64_t n0, int64_t n1, T* scratch, int64_t pool, T* pooled) {
+LENET_EXT_ONE_COPY void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0,
+                                          int64_t n1, T* scratch, int64_t pool, T* pooled) {
   const int64_t P = s.P(), Pw = s.Pw(), Wp = s.Wp(), K = s.K(), image = s.C * s.H * s.W;
   const WideScratch<T> ws = wide_scratch(s, scratch);
   if (channel_vectorized<T>(s)) {

@@ -38,7 +38,7 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, c
     // Groups of kLeNetGroup images where there are more groups than threads, else one chunk per
     // thread (at least a block each): chunks big enough to keep the dense layers' weights hot.
     const int64_t blocks = (N + kLeNetBlock - 1) / kLeNetBlock, groups = (N + kLeNetGroup - 1) / kLeNetGroup;
-    const int64_t chunks = std::min<int64_t>(blocks, std::max<int64_t>(groups, at::get_num_threads()));
+    const int64_t chunks = std::min<int64_t>(blocks, std::max<int64_t>(groups, num_threads()));
     // Each thread's scratch is its own, reused from call to call (a batch of one allocates nothing
     // but its logits, and runs on the calling thread: parallel_chunks opens no parallel region for
     // one chunk).

@@ -56,7 +56,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward_cpu(const at::Ten
                                                                    std::array<bool, 3> output_mask) {
   check_linear_backward(grad_output, output, input, weight, apply_sigmoid);
   const int64_t M = leading_rows(input), K = weight.size(1), O = weight.size(0);
-  const auto [need_input, need_weight, need_bias] = output_mask;
+  // Plain bools rather than a structured binding, which lambdas capture only from clang 16 on.
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
 
   const at::Tensor gy = grad_output.contiguous();
   const at::Tensor y = apply_sigmoid ? output->contiguous() : at::Tensor();

@@ -16,7 +16,7 @@ namespace LENET_EXT_ISA {
 template <typename T, int Odd>
 inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
   constexpr int L = kVecLen<T>;
-  using Mask = LaneMask<T>;
+  using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
   if constexpr (L == 16)
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6, Odd + 8, Odd + 10, Odd + 12, Odd + 14, Odd + 16,
                              Odd + 18, Odd + 20, Odd + 22, Odd + 24, Odd + 26, Odd + 28, Odd + 30);
@@ -53,7 +53,7 @@ template <typename T>
 inline void transpose_block(const T* src, int64_t lds, T* dst, int64_t ldd) {
   constexpr int L = kVecLen<T>;
   if constexpr (L == 16 && sizeof(T) == 4) {
-    using Mask = LaneMask<T>;
+    using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
     Vec<T> r[16];
     for (int i = 0; i < 16; ++i) r[i] = load(src + i * lds);
     for (int i = 0; i < 8; ++i) LENET_EXT_SWAP_BLOCKS(8, r[i], r[i + 8]);
@@ -64,7 +64,7 @@ inline void transpose_block(const T* src, int64_t lds, T* dst, int64_t ldd) {
     for (int i = 0; i < 16; i += 2) LENET_EXT_SWAP_BLOCKS(1, r[i], r[i + 1]);
     for (int i = 0; i < 16; ++i) store(dst + i * ldd, r[i]);
   } else if constexpr (L == 8 && sizeof(T) == 4) {
-    using Mask = LaneMask<T>;
+    using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
     Vec<T> r[8], t[8];
     for (int i = 0; i < 8; ++i) r[i] = load(src + i * lds);
     for (int i = 0; i < 8; i += 2) {  // t: pairs of rows interleaved
