@@ -1,7 +1,7 @@
 """Builds lenet_ext._C, the compiled kernels, with torch.utils.cpp_extension (ninja).
 
-Install with `pip install --no-build-isolation .` so the build uses the torch you
-already have (the extension must be compiled against the exact torch it runs with).
+`pip install .` builds it against the torch already installed (build_backend/lenet_ext_build.py;
+the extension must be compiled against the exact torch it runs with).
 
 Environment switches:
   USE_CUDA=0|1      0: CPU only. 1: require the CUDA kernels. Unset: build CUDA when
@@ -151,9 +151,25 @@ class BuildExt(BuildExtension):
     two copies of the C++ runtime's stream state. Fail the build instead, with the fix.
     """
 
+    @staticmethod
+    def _write_build_info(folder):
+        with open(os.path.join(folder, "_build_info.py"), "w") as f:
+            f.write(
+                '"""Written by setup.py: the torch lenet_ext._C was compiled against."""\n\n'
+                f"TORCH_VERSION = {torch.__version__!r}\nTORCH_CUDA = {torch.version.cuda!r}\nSOURCE = {HERE!r}\n"
+            )
+
+    def copy_extensions_to_source(self):
+        """--inplace and editable installs: the module, and its build info, into the source tree."""
+        super().copy_extensions_to_source()
+        self._write_build_info(os.path.join(HERE, "lenet_ext"))
+
     def build_extension(self, ext):
         super().build_extension(ext)
         path = self.get_ext_fullpath(ext.name)
+        # What the module was built against, read by lenet_ext/__init__.py before it loads the
+        # module: a torch changed since then is a one-line ImportError, not undefined symbols.
+        self._write_build_info(os.path.dirname(path))
         if sys.platform.startswith("linux") and os.path.exists(path):
             with open(path, "rb") as f:
                 linked_shared = b"libstdc++.so.6" in f.read()

@@ -16,14 +16,33 @@ if sys.argv[:1] == ["-m"]:  # being imported by `python -m lenet_ext.<tool>`: no
 
 import torch  # noqa: E402,F401  (first: the compiled extension links against libtorch)
 
+
+def _rebuild_command(source) -> str:
+    """The command that rebuilds the kernels for the torch installed now (leaving torch as it is)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if source and os.path.isfile(os.path.join(source, "setup.py")):
+        editable = os.path.abspath(source) == here
+        return f"pip install --no-deps {'-e ' if editable else '--force-reinstall '}{source}"
+    return "pip install --no-deps --force-reinstall <the lenet_ext source folder>"
+
+
+try:
+    from . import _build_info
+except ImportError:  # built by other means (CMake, an old build): nothing to compare
+    _build_info = None  # type: ignore[assignment]
+if _build_info is not None and _build_info.TORCH_VERSION != torch.__version__:
+    # Loading a module built against another torch ends in undefined symbols at best.
+    raise ImportError(
+        f"lenet_ext: its kernels were built for torch {_build_info.TORCH_VERSION}, but this is torch "
+        f"{torch.__version__}; rebuild them for it: {_rebuild_command(_build_info.SOURCE)}"
+    )
 try:
     from . import _C  # type: ignore[attr-defined]  # noqa: F401  (loading it registers the lenet_ext::* ops)
 except ImportError as exc:  # never fall back to torch layers silently
+    reason = " ".join(str(exc).split())
     raise ImportError(
-        "lenet_ext: the compiled kernels (lenet_ext._C) could not be loaded "
-        f"({exc}). They must be built against the torch you run ({torch.__version__}); rebuild with\n"
-        "    pip install --no-build-isolation -e .\n"
-        "from the lenet_ext source folder (or `pip install --no-build-isolation --force-reinstall .`)."
+        f"lenet_ext: the compiled kernels (lenet_ext._C) could not be loaded ({reason}); build them for "
+        f"torch {torch.__version__}: {_rebuild_command(getattr(_build_info, 'SOURCE', None))}"
     ) from exc
 
 CUDA_KERNELS = ("v1", "v2")

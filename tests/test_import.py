@@ -28,8 +28,32 @@ def test_import_fails_loudly_without_extension():
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "pip install --no-build-isolation" in proc.stdout
+    assert "pip install --no-deps" in proc.stdout
     assert "lenet_ext._C" in proc.stdout
+    assert len(proc.stdout.strip().splitlines()) == 1  # one line
+
+
+def test_import_refuses_a_build_for_another_torch():
+    """Kernels compiled against another torch are not loaded (their symbols would not match, or
+    worse): one line names both versions and the command that rebuilds them."""
+    script = textwrap.dedent("""
+        import sys, types
+        fake = types.ModuleType("lenet_ext._build_info")
+        fake.TORCH_VERSION, fake.TORCH_CUDA, fake.SOURCE = "2.0.0+cpu", None, "/nowhere"
+        sys.modules["lenet_ext._build_info"] = fake
+        try:
+            import lenet_ext
+        except ImportError as exc:
+            print("IMPORT-ERROR:", exc)
+            print("loaded _C" if "lenet_ext._C" in sys.modules else "did not load _C")
+            sys.exit(3)
+        print("IMPORTED")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    error, loaded = proc.stdout.strip().splitlines()
+    assert "built for torch 2.0.0+cpu" in error and "pip install --no-deps --force-reinstall" in error
+    assert loaded == "did not load _C"
 
 
 def schema_names():
