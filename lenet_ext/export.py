@@ -3,6 +3,7 @@ torch.export program holding our own ops (.pt2).
 
     python -m lenet_ext.export --checkpoint runs/RUN/best.pt --format onnx --out lenet5.onnx
     python -m lenet_ext.export --checkpoint runs/RUN/best.pt --format pt2 --out lenet5.pt2
+    python -m lenet_ext.export --checkpoint runs/RUN/best.pt --format aoti --out lenet5_aoti.pt2
 
 onnx: the torch twin (LeNet5(impl="torch")) with the checkpoint's weights, exported by
       torch.onnx's dynamo exporter as one self-contained file: input "images" (N, 1, 28, 28) float32,
@@ -13,8 +14,13 @@ pt2:  torch.export of LeNet5(impl="ext") in eval mode: the graph holds lenet_ext
       (lenet5_forward for the default network), with a dynamic batch. Load it with
       `import lenet_ext; torch.export.load("lenet5.pt2").module()(images)`: the ops must be
       registered, so lenet_ext must be imported first.
+aoti: the same program compiled ahead of time by AOTInductor into a package (.pt2) that runs
+      without Python: lenet5_predict (examples/cpp/lenet5_predict.cpp) loads it in C++ with our op
+      library linked (the graph calls lenet5_forward through the dispatcher). From Python:
+      torch._inductor.aoti_load_package(path), after import lenet_ext. Compiling needs the C++
+      compiler (about half a minute).
 
-Both are checked after writing, against our model on test digits (the embedded MNIST digits, or
+Each is checked after writing, against our model on test digits (the embedded MNIST digits, or
 --data-dir's), and the largest difference in logits is printed.
 """
 
@@ -31,7 +37,7 @@ from . import checkpoint, cli, data, fileio
 from .errors import UserError
 from .models import LeNet5
 
-FORMATS = ("onnx", "pt2")
+FORMATS = ("onnx", "pt2", "aoti")
 
 
 def twin(model: LeNet5) -> LeNet5:
@@ -86,6 +92,18 @@ def export_pt2(model: LeNet5, path: str):
     return program
 
 
+def export_aoti(model: LeNet5, path: str) -> None:
+    """The pt2 program (inference mode: lenet5_forward, dynamic batch) compiled by AOTInductor."""
+    program = torch.export.export(
+        model.cpu().eval().requires_grad_(False),
+        (torch.zeros(2, 1, 28, 28),),
+        dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+    )
+    from torch._inductor import aoti_compile_and_package
+
+    _write(path, lambda f: aoti_compile_and_package(program, package_path=f), ".pt2")
+
+
 def _write(path: str, save, suffix: str) -> None:
     """save(filename) into a temporary file beside path, then renamed: a failed export leaves nothing."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -121,6 +139,16 @@ def check_pt2(path: str, model: LeNet5, images: torch.Tensor) -> float:
     return float((theirs - ours).abs().max())
 
 
+def check_aoti(path: str, model: LeNet5, images: torch.Tensor) -> float:
+    from torch._inductor import aoti_load_package
+
+    runner = aoti_load_package(path)
+    with torch.inference_mode():
+        theirs = runner(images)
+        ours = model.cpu().eval()(images)
+    return float((theirs - ours).abs().max())
+
+
 def check_digits(config, data_dir, n: int = 1000) -> torch.Tensor:
     """Real test digits for the check: --data-dir's, else the run's, else the embedded ones."""
     folder = data_dir or (config.get("data_dir") if isinstance(config, dict) else None)
@@ -141,7 +169,7 @@ def _main_impl(argv=None) -> int:
         prog="python -m lenet_ext.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from python -m lenet_ext.train")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="onnx or pt2")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="onnx, pt2 or aoti")
     parser.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or later (default: 18)")
     parser.add_argument(
@@ -157,16 +185,21 @@ def _main_impl(argv=None) -> int:
     if os.path.isdir(args.out):
         parser.error(f"--out {args.out} is a folder; give a file name")
     model, state = checkpoint.model_from_checkpoint(args.checkpoint)
+    if args.format == "aoti" and not args.out.endswith(".pt2"):
+        parser.error(f"--format aoti writes a .pt2 package: --out must end in .pt2, got {args.out}")
     if args.format == "onnx":
         export_onnx(model, args.out, args.opset)
-    else:
+    elif args.format == "pt2":
         export_pt2(model, args.out)
+    else:
+        export_aoti(model, args.out)
     size = os.path.getsize(args.out)
     line = f"wrote {args.out} ({size / 1024:.0f} KB, {args.format})"
     if not args.no_check:
         images = check_digits(state.get("config"), args.data_dir)
         try:
-            diff = (check_onnx if args.format == "onnx" else check_pt2)(args.out, model, images)
+            check = {"onnx": check_onnx, "pt2": check_pt2, "aoti": check_aoti}[args.format]
+            diff = check(args.out, model, images)
             line += f"; against our model on {len(images):,} test digits: max |logit difference| {diff:.2e}"
         except ImportError:
             line += "; not checked (pip install onnxruntime to check it)"

@@ -45,6 +45,8 @@ EXTERNAL_FILES = {
     "gpu-check.md",
     "omp.cpp",  # the OpenMP probe setup.py compiles in a temporary folder
 }
+# Written by the build, not tracked.
+GENERATED = {"lenet_ext/_build_info.py", "_build_info.py", "_build_info"}
 EXTERNAL_CALLS = {
     "opcheck",
     "gradcheck",
@@ -96,7 +98,9 @@ def code_identifiers(texts):
                         names.update(re.findall(r"[A-Za-z_]\w*", tok.string))
             except (tokenize.TokenError, SyntaxError):
                 pass
-        elif f.endswith((".sh", ".txt")) or os.path.basename(f) == "run":  # shell functions, CMake commands
+        elif f.endswith("CMakeLists.txt"):  # CMake's targets and variables, outside comments
+            names.update(re.findall(r"[A-Za-z_]\w*", re.sub(r"#[^\n]*", " ", text)))
+        elif f.endswith((".sh", ".txt")) or os.path.basename(f) == "run":  # shell functions
             names.update(re.findall(r"^\s*([A-Za-z_]\w*)\s*\(", text, flags=re.M))
         elif f.endswith((".h", ".cpp", ".cu", ".cuh", ".js", ".html")):
             code = re.sub(r"//[^\n]*|/\*.*?\*/", " ", text, flags=re.S)
@@ -128,11 +132,11 @@ def stale_mentions(texts, files, identifiers):
             path = m.group(1).rstrip(".")
             if any(c in path for c in "<*>"):  # a pattern such as csrc/cpu/<op>.cpp: its folder exists
                 path = path.split("<")[0].split("*")[0].rsplit("/", 1)[0]
-            if path not in have and path.rstrip("/") not in folders:
+            if path not in have and path.rstrip("/") not in folders and path not in GENERATED:
                 stale.append((f, path))
         for m in FILE.finditer(text):
             name = m.group(1)
-            if name not in basenames and name not in EXTERNAL_FILES:
+            if name not in basenames and name not in EXTERNAL_FILES and name not in GENERATED:
                 stale.append((f, name))
         for m in CALL.finditer(text):
             full, last = m.group(1), m.group(2)

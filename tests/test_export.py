@@ -114,6 +114,7 @@ def test_cli_reports_the_difference(trained_run, tmp_path, offline_env):
     [
         (["--format", "tflite"], "invalid choice"),
         (["--format", "onnx", "--opset", "11"], "--opset must be 17 or later"),
+        (["--format", "aoti"], "--out must end in .pt2"),
     ],
 )
 def test_bad_arguments(trained_run, tmp_path, args, words, capsys):
