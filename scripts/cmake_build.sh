@@ -15,7 +15,9 @@ TORCH_CMAKE_PREFIX=$($python -c 'import torch; print(torch.utils.cmake_prefix_pa
 export TORCH_CMAKE_PREFIX CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} LENET_EXT_NVRTC=${LENET_EXT_NVRTC:-}
 torch_cuda=$($python -c 'import torch; print(torch.version.cuda is not None)')
 if [ "$torch_cuda" = True ] && [ -z "$LENET_EXT_NVRTC" ]; then
-  LENET_EXT_NVRTC=$(ls "$CUDA_HOME"/lib64/libnvrtc.so* 2>/dev/null | head -n1 || true)
+  for found in "$CUDA_HOME"/lib64/libnvrtc.so*; do
+    if [ -e "$found" ]; then LENET_EXT_NVRTC=$found && break; fi
+  done
   if [ -z "$LENET_EXT_NVRTC" ]; then
     LENET_EXT_NVRTC=$($python - <<'PY'
 import glob, os, torch

@@ -63,13 +63,13 @@ $python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 
 nvcc=$(command -v nvcc || ls "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" 2>/dev/null || true)
 [ -n "$nvcc" ] || missing+=("nvcc (set CUDA_HOME to the CUDA toolkit)")
 command -v "$CXX" > /dev/null || missing+=("the C++ compiler $CXX (set LENET_EXT_CXX)")
-{ command -v ninja > /dev/null || $python -c 'import ninja' 2> /dev/null; } ||
+{ command -v ninja > /dev/null || "$python" -c 'import ninja' 2> /dev/null; } ||
   missing+=("ninja (pip install ninja): without it the build compiles one file at a time")
 sanitizer=$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer" 2>/dev/null || true)
 {
   echo '```'
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
-  $python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1
+  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1
   [ -n "$nvcc" ] && "$nvcc" --version | grep release
   "$CXX" --version 2>&1 | head -n 1
   echo '```'
@@ -83,8 +83,8 @@ fi
 # ---------------------------------------------------------------------------- build
 if stage build 30; then
   b0=$SECONDS
-  if timeout "$limit" $python -m pip install --no-deps --no-build-isolation -e . > "$out/install.log" 2>&1; then
-    note "- build: ok in $(( SECONDS - b0 )) s for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST; $($python -c \
+  if timeout "$limit" "$python" -m pip install --no-deps --no-build-isolation -e . > "$out/install.log" 2>&1; then
+    note "- build: ok in $(( SECONDS - b0 )) s for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST; $("$python" -c \
       'import lenet_ext; print("backends", lenet_ext.backends(), "kernels", lenet_ext.cuda_kernels())' 2>&1)"
   else
     note "- build: FAILED or out of time after $(( SECONDS - b0 )) s (install.log):"
@@ -100,7 +100,7 @@ fi
 # ---------------------------------------------------------------------------- tests
 if stage tests 20; then
   # One process: test_cuda and test_errors whole, the CUDA cases of test_ops and test_model.
-  timeout "$limit" $python -X faulthandler -m pytest -q -p no:cacheprovider -rfEs -o faulthandler_timeout=60 \
+  timeout "$limit" "$python" -X faulthandler -m pytest -q -p no:cacheprovider -rfEs -o faulthandler_timeout=60 \
     tests/test_cuda.py tests/test_errors.py tests/test_ops.py tests/test_model.py -k "cuda or test_errors" \
     > "$out/pytest.log" 2>&1
   rc=$?
@@ -114,7 +114,7 @@ if [ -n "$sanitizer" ] && stage sanitizers 15; then
   pids=()
   for tool in memcheck racecheck synccheck; do
     timeout "$limit" "$sanitizer" --tool "$tool" --error-exitcode 9 \
-      $python scripts/exercise_kernels.py --dtypes float32 --generations v1,v2 > "$out/sanitizer-$tool.log" 2>&1 &
+      "$python" scripts/exercise_kernels.py --dtypes float32 --generations v1,v2 > "$out/sanitizer-$tool.log" 2>&1 &
     pids+=($!)
   done
   for i in 0 1 2; do
@@ -132,7 +132,7 @@ fi
 # ---------------------------------------------------------------------------- timings
 if stage timings 20; then
   mkdir -p "$out/bench"
-  LENET_EXT_CUDA_KERNELS=v2 timeout "$limit" $python -m benchmarks.report --device cuda --batches 1,64,1024 \
+  LENET_EXT_CUDA_KERNELS=v2 timeout "$limit" "$python" -m benchmarks.report --device cuda --batches 1,64,1024 \
     --compile-batches 1,64 --rounds 7 --min-round-ms 5 --out "$out/bench" > "$out/bench.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || status=1
@@ -146,7 +146,7 @@ for d in shared/data/mnist gpu-data/mnist; do [ -z "$mnist" ] && [ -d "$d" ] && 
 if [ -z "$mnist" ]; then
   note "- time to 99%: MNIST not found (MNIST_DIR, shared/data/mnist, gpu-data/mnist): not run"
 elif stage time-to-99 10; then
-  LENET_EXT_CUDA_KERNELS=v2 timeout "$limit" $python -m benchmarks.time_to_accuracy --data-dir "$mnist" \
+  LENET_EXT_CUDA_KERNELS=v2 timeout "$limit" "$python" -m benchmarks.time_to_accuracy --data-dir "$mnist" \
     --device cuda --seeds 1 > "$out/time-to-99.log" 2>&1
   rc=$?
   note "- time to 99%: exit $rc"

@@ -19,7 +19,7 @@ note() { echo "$*" >> "$report"; }
 echo "# lenet_ext quick GPU check, $(date -u +%Y-%m-%d), commit ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}" > "$report"
 
 echo "== build"
-if ! timeout 70 $python -m pip install --no-deps --no-build-isolation -e . > "$out/install.log" 2>&1; then
+if ! timeout 70 "$python" -m pip install --no-deps --no-build-isolation -e . > "$out/install.log" 2>&1; then
   note "- build: FAILED or over 70 s (install.log)"
   tail -n 30 "$out/install.log"
   exit 1
@@ -27,7 +27,7 @@ fi
 note "- build: ok in $(( SECONDS - t0 )) s"
 
 echo "== parity and graph-capture tests"
-timeout 35 $python -m pytest -q -p no:cacheprovider -rfE tests/test_cuda.py \
+timeout 35 "$python" -m pytest -q -p no:cacheprovider -rfE tests/test_cuda.py \
   -k "matches or graph or capture" > "$out/pytest-quick.log" 2>&1
 rc=$?
 [ $rc -eq 0 ] || status=1
@@ -35,7 +35,7 @@ note "- parity and graph tests: exit $rc: $(tail -n 1 "$out/pytest-quick.log")"
 
 echo "== headline timings"
 mkdir -p "$out/bench-quick"
-LENET_EXT_CUDA_KERNELS=v2 timeout 25 $python -m benchmarks.report --device cuda --batches 64,1024 --no-compile \
+LENET_EXT_CUDA_KERNELS=v2 timeout 25 "$python" -m benchmarks.report --device cuda --batches 64,1024 --no-compile \
   --only LeNet-5 --rounds 5 --min-round-ms 5 --out "$out/bench-quick" > "$out/bench-quick.log" 2>&1 || status=1
 cat "$out"/bench-quick/cuda-*.md >> "$report" 2>/dev/null || tail -n 10 "$out/bench-quick.log" >> "$report"
 note "status $status after $(( SECONDS - t0 )) s"
