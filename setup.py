@@ -23,6 +23,7 @@ Environment switches:
 import glob
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,6 +151,21 @@ class BuildExt(BuildExtension):
     imports and computes, then segfaults the first time a kernel formats an error message:
     two copies of the C++ runtime's stream state. Fail the build instead, with the fix.
     """
+
+    def run(self):
+        # Objects compiled against another torch (one upgraded since): ninja would keep them, as
+        # pip gives the new torch's headers their old timestamps. Start the build afresh then.
+        stamp = os.path.join(self.build_temp, "lenet_ext_torch.txt")
+        built_for = f"{torch.__version__} cuda {torch.version.cuda}"
+        if os.path.isdir(self.build_temp):
+            with open(stamp) if os.path.exists(stamp) else open(os.devnull) as f:
+                if f.read() != built_for:
+                    shutil.rmtree(self.build_temp)
+                    self.force = True
+        super().run()
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(built_for)
 
     @staticmethod
     def _write_build_info(folder):
