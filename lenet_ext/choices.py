@@ -4,3 +4,4 @@
 IMPLS = ("ext", "torch")  # our kernels, or the same network from torch.nn layers
 C5_KINDS = ("conv", "linear")  # C5 as a 5x5 convolution, or s4 flattened into a linear layer
 DATASETS = ("mnist",)  # data.DATASETS holds where each is found
+AUGMENTS = ("affine", "elastic", "thickness")  # train --augment: distortions beside the shifts

@@ -87,6 +87,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="augmentation: random shifts of up to this many pixels, 0 to turn off (default: 2)",
     )
     p.add_argument(
+        "--augment",
+        default=DEFAULTS.augment,
+        metavar="LIST",
+        help="distortions beside the shifts, each image its own draw: none, or a comma-separated list of "
+        "affine (rotation within --rotate, scale within --zoom, slant within --shear), elastic (Simard's "
+        "elastic field of --elastic-alpha pixels smoothed by --elastic-sigma) and thickness (strokes a pixel "
+        f"thicker or thinner with probability --thickness) (default: {DEFAULTS.augment})",
+    )
+    p.add_argument(
+        "--rotate",
+        type=float,
+        metavar="DEG",
+        default=DEFAULTS.rotate,
+        help=f"affine: degrees +- (default: {DEFAULTS.rotate:g})",
+    )
+    p.add_argument(
+        "--zoom",
+        type=float,
+        metavar="FRAC",
+        default=DEFAULTS.zoom,
+        help=f"affine: scale 1 +- this (default: {DEFAULTS.zoom:g})",
+    )
+    p.add_argument(
+        "--shear",
+        type=float,
+        metavar="DEG",
+        default=DEFAULTS.shear,
+        help=f"affine: slant, degrees +- (default: {DEFAULTS.shear:g})",
+    )
+    p.add_argument(
+        "--elastic-alpha",
+        type=float,
+        metavar="PX",
+        default=DEFAULTS.elastic_alpha,
+        help=f"elastic: displacement scale, pixels (default: {DEFAULTS.elastic_alpha:g})",
+    )
+    p.add_argument(
+        "--elastic-sigma",
+        type=float,
+        metavar="PX",
+        default=DEFAULTS.elastic_sigma,
+        help=f"elastic: smoothing, pixels (default: {DEFAULTS.elastic_sigma:g})",
+    )
+    p.add_argument(
+        "--thickness",
+        type=float,
+        metavar="P",
+        default=DEFAULTS.thickness,
+        help=f"thickness: probability of a thicker or thinner stroke (default: {DEFAULTS.thickness:g})",
+    )
+    p.add_argument(
         "--valid-size",
         type=int,
         default=None,

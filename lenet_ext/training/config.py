@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from ..choices import C5_KINDS, DATASETS, IMPLS
+from ..choices import AUGMENTS, C5_KINDS, DATASETS, IMPLS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 # t-SNE needs more points than its perplexity; the study and the experiments share this floor.
@@ -21,7 +21,20 @@ MIN_TSNE_SAMPLES = 10
 RESUME_OVERRIDES = ("data_dir", "device", "threads", "no_plots", "cuda_graph", "tensorboard")
 
 # Settings a run made before they existed did not record: the values it ran with.
-LEGACY_DEFAULTS = {"bias": True, "c5": "conv", "target_acc": 0.99, "stop_at_target": False, "recipe": "default"}
+LEGACY_DEFAULTS = {
+    "bias": True,
+    "c5": "conv",
+    "target_acc": 0.99,
+    "stop_at_target": False,
+    "recipe": "default",
+    "augment": "none",
+    "rotate": 12.0,
+    "zoom": 0.12,
+    "shear": 10.0,
+    "elastic_alpha": 8.0,
+    "elastic_sigma": 4.0,
+    "thickness": 0.3,
+}
 
 # Training recipes: the settings a recipe gives the flags that are not given on the command line.
 # default: the TrainConfig defaults, 20 epochs that end at >= 99.2% test accuracy. fast: the
@@ -55,6 +68,13 @@ class TrainConfig:
     target_acc: float = 0.99
     stop_at_target: bool = False
     recipe: str = "default"
+    augment: str = "none"  # comma-separated AUGMENTS, or none: distortions beside the shifts
+    rotate: float = 12.0
+    zoom: float = 0.12
+    shear: float = 10.0
+    elastic_alpha: float = 8.0
+    elastic_sigma: float = 4.0
+    thickness: float = 0.3
 
     @classmethod
     def keys(cls):
@@ -132,7 +152,31 @@ class TrainConfig:
         need(self.data_dir is None or isinstance(self.data_dir, str), "--data-dir must be a path")
         need(isinstance(self.bias, bool), f"its config's bias must be true or false, got {self.bias!r}")
         need(self.c5 in C5_KINDS, f"its config's c5 must be one of {C5_KINDS}, got {self.c5!r}")
+        kinds = self.augment_kinds()
+        need(
+            kinds is not None,
+            f"--augment must be none or a comma-separated list of {', '.join(AUGMENTS)}, got {self.augment!r}",
+        )
+        for flag, value, low, high, unit in (
+            ("--rotate", self.rotate, 0, 90, "degrees"),
+            ("--zoom", self.zoom, 0, 0.9, "a fraction"),
+            ("--shear", self.shear, 0, 60, "degrees"),
+            ("--elastic-alpha", self.elastic_alpha, 0, 100, "pixels"),
+            ("--elastic-sigma", self.elastic_sigma, 0.5, 20, "pixels"),
+            ("--thickness", self.thickness, 0, 1, "a probability"),
+        ):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            need(number and low <= value <= high, f"{flag} must be {unit} in {low}..{high}, got {value!r}")
         return self
+
+    def augment_kinds(self) -> Optional[tuple]:
+        """The distortions --augment names (() for none), or None if it names others."""
+        if not isinstance(self.augment, str):
+            return None
+        if self.augment == "none":
+            return ()
+        kinds = tuple(k.strip() for k in self.augment.split(","))
+        return kinds if kinds and all(k in AUGMENTS for k in kinds) and len(set(kinds)) == len(kinds) else None
 
 
 DEFAULTS = TrainConfig()

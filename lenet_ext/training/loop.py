@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import lenet_ext
 
 from .. import checkpoint, data
+from ..distortions import Augment
 from ..errors import UserError
 from ..models import LeNet5, model_options
 from . import runs
@@ -56,9 +57,12 @@ class Batches:
     valid). One builder (_rows) makes every batch: fill() into the preallocated x, gather() into
     new tensors."""
 
-    def __init__(self, split: data.Split, shift: int, batch_size: int):
+    def __init__(self, split: data.Split, shift: int, batch_size: int, augment: Optional[Augment] = None):
         images, device = split.images, split.images.device
         n = len(split)
+        self.augment = augment if augment is not None and augment.active else None
+        self.draws = torch.zeros(n if self.augment else 0, Augment.DRAWS, dtype=images.dtype, device=device)
+        self.batch_size, self.field_key = batch_size, 0
         self.n, self.shift = n, shift
         background = float(images.amin()) if n else 0.0
         padded = F.pad(images, (shift,) * 4, value=background) if shift else images
@@ -74,8 +78,15 @@ class Batches:
         self.index = torch.empty(b, 28, dtype=torch.int64, device=device)
         self.x = torch.empty(b, 1, 28, 28, dtype=images.dtype, device=device)
 
-    def start(self, order: torch.Tensor, offsets: torch.Tensor) -> None:
-        """The epoch's order (n,) and offsets (2, n), each in 0..2*shift, on the training device."""
+    def start(
+        self, order: torch.Tensor, offsets: torch.Tensor, draws: Optional[torch.Tensor] = None, field_key: int = 0
+    ) -> None:
+        """The epoch's order (n,) and offsets (2, n), each in 0..2*shift, on the training device;
+        with --augment, each position's distortion draws (n, Augment.DRAWS) and the key of the
+        epoch's elastic fields (each batch's come from a generator seeded by it and the batch)."""
+        if self.augment is not None and draws is not None:
+            self.draws.copy_(draws)
+            self.field_key = field_key
         base = order * (self.side * self.side) + offsets[0] * self.side + offsets[1]
         self.base.copy_(base)
         torch.index_select(self.labels, 0, order, out=self.epoch_labels)
@@ -91,12 +102,29 @@ class Batches:
     def gather(self, positions: torch.Tensor):
         """(images, labels) at the epoch positions in the index tensor `positions`, as new tensors
         (what a captured CUDA graph runs: its allocations are its own)."""
+        if self.augment is not None:  # the captured graphs' path, which train refuses with --augment
+            raise RuntimeError("Batches.gather: --augment's distortions are drawn per batch, outside a graph")
         return self._rows(self.base.index_select(0, positions)), self.epoch_labels.index_select(0, positions)
 
     def fill(self, start: int, stop: int):
         """(images, labels) of epoch positions start..stop-1, written into the preallocated buffers."""
         n = stop - start
-        return self._rows(self.base[start:stop], self.index[:n], self.x[:n]), self.epoch_labels[start:stop]
+        x = self._rows(self.base[start:stop], self.index[:n], self.x[:n])
+        if self.augment is not None:
+            x = self.augment(x, self.draws[start:stop], self._fields(start, stop))
+        return x, self.epoch_labels[start:stop]
+
+    def _fields(self, start: int, stop: int) -> Optional[torch.Tensor]:
+        """The elastic fields of positions start..stop-1: those of their whole batch (one generator
+        per batch, keyed by the epoch and the batch), so that any split of a batch between
+        processes, and a resume at any step, gets the same ones."""
+        if self.augment is None or not self.augment.elastic:
+            return None
+        b = self.batch_size
+        batch, lo = start // b, (start // b) * b
+        hi = min(lo + b, self.n)
+        generator = torch.Generator(device=self.x.device).manual_seed(self.field_key * 1_000_003 + batch)
+        return self.augment.fields(hi - lo, generator, self.x.dtype, self.x.device)[start - lo : stop - lo]
 
 
 class Progress:
@@ -244,7 +272,7 @@ class Run:
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []
         self.best = {"valid_loss": math.inf, "epoch": 0}
-        self.batches = Batches(self.dataset.train, config.shift, config.batch_size)
+        self.batches = Batches(self.dataset.train, config.shift, config.batch_size, Augment.of(config))
         self.progress = Progress(device, ranks)
         self.stepper = CapturedStep(self, make_optimizer) if cuda_graph else EagerStep(self)
         self.on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None  # each epoch's row (TensorBoard)
@@ -350,7 +378,10 @@ class Run:
         offsets = torch.randint(0, 2 * cfg.shift + 1, (2, n), generator=self.generator)
         if self.device.type == "cuda":
             order, offsets = (t.pin_memory().to(self.device, non_blocking=True) for t in (order, offsets))
-        batches.start(order, offsets)
+        draws = torch.rand(n, Augment.DRAWS, generator=self.generator) if batches.augment else None
+        if self.device.type == "cuda" and draws is not None:
+            draws = draws.pin_memory().to(self.device, non_blocking=True)
+        batches.start(order, offsets, draws, field_key=cfg.seed * 10_007 + self.epoch)
         first, seen = 0, 0  # a stopped epoch resumes after its last step done
         resume, self._resume_point = self._resume_point, None
         self.stepper.start_epoch(int(resume["step"]) if resume else 0)

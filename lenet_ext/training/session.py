@@ -85,7 +85,7 @@ def pick_device(requested: str, impl: str) -> torch.device:
     return torch.device("cuda" if gpu else "cpu")
 
 
-def use_cuda_graph(choice: str, device: torch.device, ranks: Dist, optimizer: str, log) -> bool:
+def use_cuda_graph(choice: str, device: torch.device, ranks: Dist, optimizer: str, log, augment: str = "none") -> bool:
     """Whether the training step is captured as a CUDA graph: --cuda-graph auto means on CUDA, in
     one process, with Adam or AdamW (SGD's momentum, which the one-cycle schedule moves, is a
     plain float the capture would freeze)."""
@@ -98,6 +98,8 @@ def use_cuda_graph(choice: str, device: torch.device, ranks: Dist, optimizer: st
         if ranks.world > 1
         else "--optimizer sgd (its momentum, moved by the schedule, cannot be a device tensor)"
         if optimizer == "sgd"
+        else "--augment (its distortions have not yet run inside a captured graph on a GPU)"
+        if augment != "none"
         else None
     )
     if why is not None:
@@ -123,8 +125,8 @@ def train(launch: Launch) -> int:
         if device.type == "cuda" and ranks.world > 1:
             device = torch.device("cuda", ranks.local_rank)
             torch.cuda.set_device(device)
-        optimizer = (state["config"] if state else launch.config).optimizer
-        graph = use_cuda_graph(launch.cuda_graph, device, ranks, optimizer, say)
+        settings = state["config"] if state else launch.config
+        graph = use_cuda_graph(launch.cuda_graph, device, ranks, settings.optimizer, say, settings.augment)
         if state is not None and resume_from is not None:
             config = state["config"]
             run_dir: str = os.path.dirname(os.path.abspath(resume_from))
