@@ -7,6 +7,8 @@
   confusion_matrix.png  true x predicted counts
   tsne.png              t-SNE of the 84-unit F6 activations of test images, failures marked
   conv1_maps.png        the six c1 feature maps of chosen digits beside the input, and the c1 filters
+  robustness.csv/.png   test accuracy under ten families of distortion at graded severities, with the
+                        commonest confusions there (robustness.py)
   report.html           one self-contained page with all of the above
 
 Used by `python -m lenet_ext.analyze RUN_DIR` and at the end of `python -m lenet_ext.train`; the
@@ -25,7 +27,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from . import checkpoint, cli, data, fileio
+from . import checkpoint, cli, data, fileio, robustness
+from .distortions import FAMILIES
 from .models import LeNet5
 from .plots import pixels, plot_confusion, plot_conv1, plot_failures, plot_loss_curves, plot_tsne
 from .training import runs
@@ -124,6 +127,7 @@ def write_report(
         ("Confusion matrix", "confusion_matrix.png"),
         ("t-SNE of the F6 layer", "tsne.png"),
         ("First conv layer: feature maps and filters", "conv1_maps.png"),
+        ("Test accuracy under distortion (robustness.csv: every severity, the commonest confusions)", "robustness.png"),
     ]
     figs = "".join(f"<h3>{esc(t)}</h3><img src='{_img(os.path.join(run_dir, f))}' alt='{esc(t)}'>" for t, f in figures)
     interactive = ""
@@ -251,6 +255,10 @@ def _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, data
     titles = [f"test #{int(test_index[i])}: {classes[true[i]]}→{classes[pred[i]]}" for i in chosen]
     plot_conv1(model, test_images[chosen].to(device), titles, paths["conv1_maps.png"])
 
+    under = robustness.measure(model, test.to(device), seed=int(config["seed"]))
+    fileio.write_csv(paths["robustness.csv"], under)
+    robustness.plot({"this run": under}, paths["robustness.png"], "test accuracy under distortion")
+
     accuracy = 1 - len(failed) / len(test)
     summary = {
         "run": os.path.abspath(run_dir),
@@ -261,6 +269,11 @@ def _analyze(run_dir, checkpoint_name, device, tsne_samples, data_dir, log, data
         "test errors": f"{len(failed)} of {len(test)}",
         "most errors": ", ".join(
             f"{classes[r['class']]}: {r['errors']}" for r in sorted(per_class, key=lambda r: -r["errors"])[:3]
+        ),
+        "under distortion (strongest severity)": ", ".join(
+            f"{r['family']} {r['severity']:g}: {100 * r['accuracy']:.1f}%"
+            for r in under
+            if r["severity"] == FAMILIES[r["family"]][1][-1]
         ),
     }
     if run_summary is not None:

@@ -241,7 +241,7 @@ FAMILIES: Dict[str, Tuple[str, Tuple[float, ...]]] = {
     "rotation": ("degrees, each digit turned by +- this (sign at random)", (0, 10, 20, 30, 45)),
     "scale": ("factor, each digit scaled by it or its inverse (at random)", (1.0, 1.15, 1.3, 1.5, 1.75)),
     "slant": ("degrees of shear, +- at random", (0, 10, 20, 30, 40)),
-    "thickness": ("pixels of dilation (+) or erosion (-)", (0, 1, 2, -1)),
+    "thickness": ("pixels of dilation (+) or erosion (-)", (0, -1, 1, 2)),
     "shift": ("pixels, each digit moved this far in a random direction", (0, 2, 4, 6, 8)),
     "elastic": ("alpha (pixels) of an elastic field smoothed by sigma 4", (0, 10, 20, 34, 50)),
     "noise": ("std of Gaussian pixel noise, in units of the ink's range", (0, 0.1, 0.2, 0.3, 0.5)),

@@ -6,6 +6,7 @@ import csv
 import pytest
 
 from lenet_ext import experiments
+from lenet_ext.distortions import FAMILIES
 from lenet_ext.training import loop
 
 pytestmark = pytest.mark.slow  # runs every experiment
@@ -18,6 +19,8 @@ PLOTS = {
     "valid-size": ["valid_size.png"],
     "tsne": ["tsne_grid.png"],
     "memory": [],
+    "robustness": ["robustness.png"],
+    "recipes": [],
 }
 
 
@@ -42,6 +45,19 @@ def test_tiny_mode(name, tmp_path, offline_env):
         assert rows[0]["train_loss_final"] == rows[1]["train_loss_final"]
     if name == "valid-size":
         assert {int(r["valid_size"]) for r in rows} == {500, 1000} and "Skipped" in md  # 5,000+ do not fit
+    if name == "recipes":
+        from lenet_ext.experiments.recipes import CANDIDATES
+
+        assert [r["recipe"] for r in rows] == list(CANDIDATES)
+        assert "Chosen by validation" in md and all(0 <= float(r["valid_acc"]) <= 1 for r in rows)
+    if name == "robustness":
+        assert {r["model"] for r in rows} == {"default recipe", "no distortions"}
+        assert {r["family"] for r in rows} == set(FAMILIES)
+        for r in rows:
+            assert 0 <= float(r["accuracy"]) <= 1
+        identity = [r for r in rows if float(r["severity"]) == FAMILIES[r["family"]][1][0]]
+        assert len({(r["model"], r["accuracy"]) for r in identity}) == 2  # severity 0: the clean accuracy
+        assert "Which digits fail" in md
     if name == "tsne":
         assert {r["method"] for r in rows} >= {"t-SNE", "PCA"}
         assert all(0 <= float(r["trustworthiness"]) <= 1 for r in rows)

@@ -20,6 +20,10 @@ run again with the same settings):
   tsne        a grid of t-SNE settings on the same F6 features, scored by trustworthiness and
               k-NN accuracy in 2-D against k-NN in the 84-d space; PCA (and UMAP if installed)
   memory      peak memory of evaluating the 10,000 test digits in batches or all at once
+  recipes     the search for the default recipe: distortions, epochs, batch size and learning rate,
+              each candidate scored on the validation split only
+  robustness  test accuracy under ten families of distortion at graded severities, for the
+              default recipe's model and one trained without distortions; which digits fail
   all         every experiment above
 
 Each is one module of this package with measure(ctx) -> Result (training and measuring) and
@@ -34,7 +38,7 @@ import time
 from .. import cli
 from ..training import runs
 from ..training.config import MIN_TSNE_SAMPLES
-from . import flatten, memory, no_bias, seeds, tsne, valid_size
+from . import flatten, memory, no_bias, recipes, robustness, seeds, tsne, valid_size
 from .context import Context
 
 MODULES = {
@@ -44,6 +48,8 @@ MODULES = {
     "valid-size": valid_size,
     "tsne": tsne,
     "memory": memory,
+    "recipes": recipes,
+    "robustness": robustness,
 }
 EXPERIMENTS = tuple(MODULES)
 DEFAULT_SEEDS = {"seeds": 5, "valid-size": 3}

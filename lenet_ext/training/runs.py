@@ -21,6 +21,8 @@ STUDY_FILES = (
     "confusion_matrix.png",
     "tsne.png",
     "conv1_maps.png",
+    "robustness.csv",
+    "robustness.png",
     "report.html",
 )
 RUN_FILES = TRAIN_FILES + STUDY_FILES
