@@ -115,7 +115,8 @@ def drawing(digit: str, style: str, rng: np.random.Generator, hard: bool = False
             x = (x * squeeze + slant * -y) * height
             y = y * height
             x, y = x * cos - y * sin, x * sin + y * cos
-            points.append((cx + x + rng.normal(0, shake), cy + y + rng.normal(0, shake)))
+            px, py = cx + x + rng.normal(0, shake), cy + y + rng.normal(0, shake)
+            points.append((min(max(px, 3.0), pad_px - 3.0), min(max(py, 3.0), pad_px - 3.0)))  # inside the box
         strokes.append(points)
     pressure = rng.uniform(0.1, 0.9) if hard else rng.uniform(0.25, 0.75)
     return strokes, pressure
@@ -149,7 +150,7 @@ def draw(driver, pad, strokes: Sequence[Sequence[Point]], pressure: float) -> No
         builder.perform()
 
 
-def read(driver, before: int, timeout: float = 20.0) -> str:
+def read(driver, before: int, timeout: float = 60.0) -> str:
     """The digit the page shows once the answer to its last request has come: a request was sent
     after `before` (the page's request count when the drawing began), none is pending (no timer),
     and the newest answer is shown."""

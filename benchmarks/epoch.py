@@ -8,11 +8,15 @@ backward and a default torch.optim.Adam step: the model and nothing else.
 
     python -m benchmarks.epoch --data-dir ~/data/mnist            # full MNIST, defaults
     python -m benchmarks.epoch --epochs 3 --impl torch
+    python -m benchmarks.epoch --data-dir ~/data/mnist --augment affine,elastic   # distortions' cost
 
-Prints one line per epoch and the ratio epoch / steps (1.00 would mean no loop cost at all).
+Prints one line per epoch and the ratio epoch / steps (1.00 would mean no loop cost at all). With
+--augment LIST, epochs of a run with those distortions alternate with epochs of one without (the
+same settings otherwise), and the ratio of their median times is printed: what the distortions cost.
 """
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -59,7 +63,12 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4, help="epochs timed (default: 4)")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--augment", default=None, metavar="LIST", help="compare epochs with these distortions against none"
+    )
     args = parser.parse_args(argv)
+    if args.augment:
+        return compare_augment(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -87,6 +96,32 @@ def main(argv=None):
         f"{args.impl} on {device}, batch {args.batch_size}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}: median epoch {e:.3f} s, median {steps} plain steps {s:.3f} s, "
         f"epoch / steps = {e / s:.2f}"
+    )
+
+
+def compare_augment(args) -> None:
+    """Epochs with --augment's distortions alternating with epochs without: the ratio of medians."""
+    device = torch.device(args.device)
+    common = dict(data_dir=args.data_dir, impl=args.impl, epochs=max(args.epochs, 2), batch_size=args.batch_size)
+    configs = {
+        "none": TrainConfig(**common).validate(),
+        args.augment: TrainConfig(**common, augment=args.augment).validate(),
+    }
+    dataset = data.load(configs["none"].dataset, args.data_dir, None, configs["none"].seed)
+    times = {name: [] for name in configs}
+    with tempfile.TemporaryDirectory() as folder:
+        runs = {}
+        for k, (name, config) in enumerate(configs.items()):
+            os.makedirs(os.path.join(folder, str(k)))
+            runs[name] = Run(config, os.path.join(folder, str(k)), device, dataset)
+        for e in range(args.epochs):
+            for name, run in runs.items():
+                times[name].append(run.run_epoch()["epoch_s"])
+                print(f"epoch {e + 1}, --augment {name}: training {times[name][-1]:.3f} s")
+    a, b = statistics.median(times["none"]), statistics.median(times[args.augment])
+    print(
+        f"{args.impl} on {device}, batch {args.batch_size}, {torch.get_num_threads()} threads: median training epoch "
+        f"{a:.3f} s without distortions, {b:.3f} s with --augment {args.augment}: ratio {b / a:.2f}"
     )
 
 

@@ -64,7 +64,7 @@ def test_tiny_mode(name, tmp_path, offline_env):
     # Run again: every training run is reused, nothing retrained (no epoch runs, no checkpoint moves).
     if name in ("flatten",):
         saved = {p: p.read_bytes() for p in (folder / "runs").glob("*/last.pt")}
-        assert len(saved) == 2
+        assert len(saved) >= 2  # the conv and linear variants, and the learning-rate variants
         results = (folder / "results.csv").read_text()
         with pytest.MonkeyPatch.context() as m:
             m.setattr(loop.Run, "train_epoch", lambda self: pytest.fail("an epoch was trained again"))
