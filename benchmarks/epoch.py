@@ -104,7 +104,7 @@ def compare_augment(args) -> None:
     device = torch.device(args.device)
     common = dict(data_dir=args.data_dir, impl=args.impl, epochs=max(args.epochs, 2), batch_size=args.batch_size)
     configs = {
-        "none": TrainConfig(**common).validate(),
+        "none": TrainConfig(**common, augment="none").validate(),
         args.augment: TrainConfig(**common, augment=args.augment).validate(),
     }
     dataset = data.load(configs["none"].dataset, args.data_dir, None, configs["none"].seed)

@@ -62,6 +62,36 @@ def resample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
 
 
+@functools.lru_cache(maxsize=8)
+def _base_grid(dtype: torch.dtype, device: str) -> torch.Tensor:
+    """The identity sampling grid as (784, 3) rows (x, y, 1), normalized, align_corners=False."""
+    eye = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=dtype, device=device)
+    xy = F.affine_grid(eye, [1, 1, SIDE, SIDE], align_corners=False).reshape(SIDE * SIDE, 2)
+    return torch.cat([xy, torch.ones(SIDE * SIDE, 1, dtype=dtype, device=device)], 1)
+
+
+def affine_theta(angle: torch.Tensor, scale: torch.Tensor, shear: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor):
+    """(n, 2, 3) matrices of the maps (per image; angles in degrees, shear as slant: x += tan(shear)
+    y, shifts in pixels) that rotate, scale, shear and shift the digit about the image centre:
+    M = rotate @ shear * scale. grid_sample reads the output through the inverse, (shear^-1 @
+    rotate^-1) / scale after taking the shift off, which is what these hold (normalized units)."""
+    a, s = torch.deg2rad(angle), torch.deg2rad(shear)
+    cos, sin, tan = torch.cos(a), torch.sin(a), torch.tan(s)
+    inv = 1.0 / scale
+    i00, i01 = (cos + tan * sin) * inv, (sin - tan * cos) * inv
+    i10, i11 = -sin * inv, cos * inv
+    tx, ty = dx * (2.0 / SIDE), dy * (2.0 / SIDE)
+    return torch.stack([i00, i01, -(i00 * tx + i01 * ty), i10, i11, -(i10 * tx + i11 * ty)], 1).view(-1, 2, 3)
+
+
+def grid_of(theta: torch.Tensor) -> torch.Tensor:
+    """The sampling grid (n, 28, 28, 2) of affine_theta's matrices: one (2n, 3) @ (3, 784) product
+    (a batched matmul of n tiny ones costs several times more here)."""
+    n = theta.shape[0]
+    base = _base_grid(theta.dtype, str(theta.device))
+    return (theta.reshape(n * 2, 3) @ base.T).view(n, 2, SIDE * SIDE).transpose(1, 2).reshape(n, SIDE, SIDE, 2)
+
+
 def affine_grid(
     n: int,
     angle: torch.Tensor,
@@ -72,24 +102,8 @@ def affine_grid(
     dtype=torch.float32,
     device=None,
 ) -> torch.Tensor:
-    """The sampling grid of the maps (per image; angles in degrees, shear as slant: x += tan(shear) y,
-    shifts in pixels) that rotate, scale, shear and shift the digit about the image centre."""
-    a, s = torch.deg2rad(angle), torch.deg2rad(shear)
-    cos, sin, tan = torch.cos(a), torch.sin(a), torch.tan(s)
-    # The forward map M = rotate @ shear @ scale; grid_sample wants the inverse (output -> input).
-    m00, m01 = cos * scale, (cos * tan - sin) * scale
-    m10, m11 = sin * scale, (sin * tan + cos) * scale
-    det = m00 * m11 - m01 * m10
-    i00, i01, i10, i11 = m11 / det, -m01 / det, -m10 / det, m00 / det
-    tx, ty = dx * (2.0 / SIDE), dy * (2.0 / SIDE)
-    theta = torch.stack(
-        [
-            torch.stack([i00, i01, -(i00 * tx + i01 * ty)], -1),
-            torch.stack([i10, i11, -(i10 * tx + i11 * ty)], -1),
-        ],
-        1,
-    ).to(dtype)
-    return F.affine_grid(theta, [n, 1, SIDE, SIDE], align_corners=False)
+    """The sampling grid (n, 28, 28, 2) of affine_theta's maps."""
+    return grid_of(affine_theta(*(t.to(dtype) for t in (angle, scale, shear, dx, dy))))
 
 
 def gaussian_blur(field: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -195,6 +209,17 @@ class Augment:
 
     DRAWS = 5  # per image: rotation, scale, slant, thickness (whether), thickness (which way)
 
+    def maps(self, draws: torch.Tensor) -> torch.Tensor:
+        """The affine maps (n, 2, 3) (affine_theta) of n images' draws (n, DRAWS) in [0, 1): rotation
+        in +-rotate degrees, scale in 1 +- zoom, slant in +-shear degrees; the identity for no
+        affine. Made for a whole epoch at its start."""
+        d = draws.to(torch.float64)
+        zero = torch.zeros_like(d[:, 0])
+        if not self.affine:
+            return affine_theta(zero, zero + 1, zero, zero, zero).to(draws.dtype)
+        angle, scale = (2 * d[:, 0] - 1) * self.rotate, 1 + (2 * d[:, 1] - 1) * self.zoom
+        return affine_theta(angle, scale, (2 * d[:, 2] - 1) * self.shear, zero, zero).to(draws.dtype)
+
     def fields(self, n: int, generator: torch.Generator, dtype, device) -> torch.Tensor:
         """n elastic displacement fields (n, 28, 28, 2) in grid units, from generator."""
         u = torch.rand((n * 2, SIDE, SIDE), generator=generator, dtype=dtype, device=generator.device)
@@ -202,26 +227,20 @@ class Augment:
         smooth = g @ (2 * u - 1) @ g.T
         return (smooth * (self.alpha * 2.0 / SIDE)).view(n, 2, SIDE, SIDE).permute(0, 2, 3, 1).to(device)
 
-    def __call__(self, x: torch.Tensor, draws: torch.Tensor, field: "torch.Tensor | None" = None) -> torch.Tensor:
-        """x's images distorted by their draws (n, DRAWS) of uniform numbers in [0, 1) and, for
-        elastic, their fields (n, 28, 28, 2)."""
+    def __call__(
+        self, x: torch.Tensor, draws: torch.Tensor, maps: torch.Tensor, field: "torch.Tensor | None" = None
+    ) -> torch.Tensor:
+        """x's images distorted: thickness by their draws (n, DRAWS), then read through their affine
+        maps (n, 2, 3; maps()) plus, for elastic, their fields (n, 28, 28, 2)."""
         if not self.active or x.shape[0] == 0:
             return x
-        n, dt = x.shape[0], x.dtype
-        draws = draws.to(dt)
         if self.thickness > 0:
-            steps = torch.where(draws[:, 3] < self.thickness, torch.where(draws[:, 4] < 0.5, 1, -1), 0)
+            d = draws.to(x.dtype)
+            steps = torch.where(d[:, 3] < self.thickness, torch.where(d[:, 4] < 0.5, 1, -1), 0)
             x = thicken(x, steps)
         if not (self.affine or self.elastic):
             return x
-        if self.affine:
-            zero = torch.zeros(n, dtype=dt, device=x.device)
-            angle = (2 * draws[:, 0] - 1) * self.rotate
-            scale = 1 + (2 * draws[:, 1] - 1) * self.zoom
-            shear = (2 * draws[:, 2] - 1) * self.shear
-            grid = affine_grid(n, angle, scale, shear, zero, zero, dt, x.device)
-        else:
-            grid = identity_grid(n, dt, x.device)
+        grid = grid_of(maps.to(x.dtype))
         if self.elastic and field is not None:
             grid = grid + field
         return resample(x, grid)

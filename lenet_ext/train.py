@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(RECIPES),
         help="settings for the flags not given: default (the defaults shown here), or fast: "
         f"{fast['epochs']} epochs of batch {fast['batch_size']} at --lr {fast['lr']:g}, --shift {fast['shift']}, "
+        f"--augment {fast['augment']}, "
         "--stop-at-target (the run that reaches 99%% test accuracy soonest) (default: default)",
     )
-    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="number of epochs (default: 20)")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"number of epochs (default: {DEFAULTS.epochs})")
     p.add_argument(
         "--batch-size",
         type=int,

@@ -95,14 +95,15 @@ def test_augment_is_seeded_and_applies_draws(digits):
     def fields():
         return aug.fields(len(digits), torch.Generator().manual_seed(7), digits.dtype, digits.device)
 
-    a, b = aug(digits, draws, fields()), aug(digits, draws, fields())
+    maps = aug.maps(draws)
+    a, b = aug(digits, draws, maps, fields()), aug(digits, draws, maps, fields())
     assert torch.equal(a, b) and a.shape == digits.shape and a.dtype == digits.dtype
     assert not torch.equal(a, digits)
     # Draws of 0.5 mean no rotation, scale 1 and no slant; no thickness draw, no field: identity.
     plain = Augment(affine=True, rotate=12, zoom=0.12, shear=10)
     half = torch.full((len(digits), Augment.DRAWS), 0.5)
-    assert torch.allclose(plain(digits, half), digits, atol=1e-5)
-    assert Augment().active is False and torch.equal(Augment()(digits, half), digits)
+    assert torch.allclose(plain(digits, half, plain.maps(half)), digits, atol=1e-5)
+    assert Augment().active is False and torch.equal(Augment()(digits, half, plain.maps(half)), digits)
 
 
 def test_elastic_field_is_smooth_and_scaled():

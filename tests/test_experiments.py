@@ -49,7 +49,9 @@ def test_tiny_mode(name, tmp_path, offline_env):
         from lenet_ext.experiments.recipes import CANDIDATES
 
         assert [r["recipe"] for r in rows] == list(CANDIDATES)
-        assert "Chosen by validation" in md and all(0 <= float(r["valid_acc"]) <= 1 for r in rows)
+        assert "**Chosen: " in md and all(0 <= float(r["valid_acc"]) <= 1 for r in rows)
+        assert sum(r["finalist"] == "True" for r in rows) == 3  # each finalist has its score under distortion
+        assert all(0 <= float(r["valid_robust_acc"]) <= 1 for r in rows if r["finalist"] == "True")
     if name == "robustness":
         assert {r["model"] for r in rows} == {"default recipe", "no distortions"}
         assert {r["family"] for r in rows} == set(FAMILIES)

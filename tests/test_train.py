@@ -167,7 +167,7 @@ def test_cli_help():
     for module in ("lenet_ext.train", "lenet_ext.analyze", "lenet_ext.predict"):
         proc = cli(module, "--help")
         assert proc.returncode == 0 and "usage:" in proc.stdout, module
-    assert "(default: 20)" in cli("lenet_ext.train", "--help").stdout
+    assert "(default: 30)" in cli("lenet_ext.train", "--help").stdout
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ MODULES = {
     "robustness": robustness,
 }
 EXPERIMENTS = tuple(MODULES)
-DEFAULT_SEEDS = {"seeds": 5, "valid-size": 3}
+DEFAULT_SEEDS = {"seeds": 5, "valid-size": 3, "recipes": 3}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,12 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", choices=EXPERIMENTS + ("all",), help="the experiment, or all")
     p.add_argument("--out", required=True, metavar="DIR", help="results go to DIR/NAME/")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per training run (default: train's, 20)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per training run (default: train's, 30)")
     p.add_argument(
         "--seeds",
         type=int,
         default=None,
-        help="seeds per setting (default: 5 for seeds, 3 for valid-size, 1 for the others)",
+        help="seeds per setting (default: 5 for seeds, 3 for valid-size and recipes' finalists, 1 for the others)",
     )
     p.add_argument(
         "--data-dir", default=None, metavar="DIR", help="the four MNIST IDX files (default: as train finds them)"

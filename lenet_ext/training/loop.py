@@ -62,6 +62,7 @@ class Batches:
         n = len(split)
         self.augment = augment if augment is not None and augment.active else None
         self.draws = torch.zeros(n if self.augment else 0, Augment.DRAWS, dtype=images.dtype, device=device)
+        self.maps = torch.zeros(n if self.augment else 0, 2, 3, dtype=images.dtype, device=device)
         self.batch_size, self.field_key = batch_size, 0
         self.n, self.shift = n, shift
         background = float(images.amin()) if n else 0.0
@@ -86,6 +87,7 @@ class Batches:
         epoch's elastic fields (each batch's come from a generator seeded by it and the batch)."""
         if self.augment is not None and draws is not None:
             self.draws.copy_(draws)
+            self.maps.copy_(self.augment.maps(self.draws))
             self.field_key = field_key
         base = order * (self.side * self.side) + offsets[0] * self.side + offsets[1]
         self.base.copy_(base)
@@ -111,7 +113,7 @@ class Batches:
         n = stop - start
         x = self._rows(self.base[start:stop], self.index[:n], self.x[:n])
         if self.augment is not None:
-            x = self.augment(x, self.draws[start:stop], self._fields(start, stop))
+            x = self.augment(x, self.draws[start:stop], self.maps[start:stop], self._fields(start, stop))
         return x, self.epoch_labels[start:stop]
 
     def _fields(self, start: int, stop: int) -> Optional[torch.Tensor]:
