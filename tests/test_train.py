@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lenet_ext import LeNet5, analyze, checkpoint, fileio, train
+from lenet_ext.distortions import FAMILIES
 from lenet_ext.training import loop, runs
 from lenet_ext.training.distributed import Dist
 
@@ -50,7 +51,10 @@ def test_training_lowers_the_loss_and_writes_every_artifact(trained_run):
         assert os.stat(os.path.join(trained_run, name)).st_mode & 0o777 == fileio.file_mode(), name
     page = open(os.path.join(trained_run, "report.html")).read()
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6  # the six figures of analyze.FILES
+    assert "under distortion (strongest severity)" in page
+    robust = list(csv.DictReader(open(os.path.join(trained_run, "robustness.csv"))))
+    assert {r["family"] for r in robust} == set(FAMILIES) and all(0 <= float(r["accuracy"]) <= 1 for r in robust)
     summary = json.load(open(os.path.join(trained_run, "summary.json")))
     assert summary["data"]["source"] == "embedded" and summary["impl"] == "ext"
     assert summary["versions"]["torch"] == torch.__version__ and summary["config"]["seed"] == 3
