@@ -129,16 +129,25 @@ std::vector<uint8_t> read_png(const std::string& path) {
                 c = i >= size_t(channels) ? up[i - channels] : 0;
       int p;
       switch (filter) {
-        case 0: p = 0; break;
-        case 1: p = a; break;
-        case 2: p = b; break;
-        case 3: p = (a + b) / 2; break;
+        case 0:
+          p = 0;
+          break;
+        case 1:
+          p = a;
+          break;
+        case 2:
+          p = b;
+          break;
+        case 3:
+          p = (a + b) / 2;
+          break;
         case 4: {
           const int pa = std::abs(b - c), pb = std::abs(a - c), pc = std::abs(a + b - 2 * c);
           p = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
           break;
         }
-        default: throw Failure(path + ": a PNG row with an unknown filter");
+        default:
+          throw Failure(path + ": a PNG row with an unknown filter");
       }
       out[i] = uint8_t(in[i] + p);
     }
@@ -203,9 +212,9 @@ int main(int argc, char** argv) {
   const std::string& digits_path = positional[1];
   try {
     int64_t count = 1;
-    const std::vector<uint8_t> pixels =
-        ends_with(digits_path, ".png") || ends_with(digits_path, ".PNG") ? read_png(digits_path)
-                                                                          : read_idx(digits_path, count);
+    const std::vector<uint8_t> pixels = ends_with(digits_path, ".png") || ends_with(digits_path, ".PNG")
+                                            ? read_png(digits_path)
+                                            : read_idx(digits_path, count);
     const at::Tensor images = normalized(pixels, count);
 
     if (!std::ifstream(model_path)) throw Failure(model_path + ": cannot open it (no such file, or not readable)");
