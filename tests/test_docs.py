@@ -66,6 +66,11 @@ EXTERNAL_CALLS = {
 
 
 def tracked_files():
+    # Only in a checkout of this project: a copy of it inside another repository (scripts/install_check.sh
+    # copies the tree under build-install/, which the checkout ignores) would list nothing.
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
+    if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(ROOT):
+        pytest.skip("not a git checkout of the project")
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         pytest.skip("not a git checkout")
