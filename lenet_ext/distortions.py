@@ -92,20 +92,6 @@ def grid_of(theta: torch.Tensor) -> torch.Tensor:
     return (theta.reshape(n * 2, 3) @ base.T).view(n, 2, SIDE * SIDE).transpose(1, 2).reshape(n, SIDE, SIDE, 2)
 
 
-def affine_grid(
-    n: int,
-    angle: torch.Tensor,
-    scale: torch.Tensor,
-    shear: torch.Tensor,
-    dx: torch.Tensor,
-    dy: torch.Tensor,
-    dtype=torch.float32,
-    device=None,
-) -> torch.Tensor:
-    """The sampling grid (n, 28, 28, 2) of affine_theta's maps."""
-    return grid_of(affine_theta(*(t.to(dtype) for t in (angle, scale, shear, dx, dy))))
-
-
 def gaussian_blur(field: torch.Tensor, sigma: float) -> torch.Tensor:
     """field (N, C, 28, 28) blurred by a Gaussian of sigma pixels (separable, zero outside)."""
     if sigma <= 0:
@@ -295,16 +281,16 @@ def distort(x: torch.Tensor, family: str, severity: float, seed: int = 0) -> tor
             if severity == 1:
                 return x.clone()
             factor = torch.where(sign(1) > 0, float(severity), 1.0 / float(severity)).to(dt)
-            return resample(x, affine_grid(n, zero, factor, zero, zero, zero, dt, dev))
+            return resample(x, grid_of(affine_theta(zero, factor, zero, zero, zero)))
         if severity == 0:
             return x.clone()
         if family == "rotation":
-            return resample(x, affine_grid(n, sign(1) * severity, zero + 1, zero, zero, zero, dt, dev))
+            return resample(x, grid_of(affine_theta(sign(1) * severity, zero + 1, zero, zero, zero)))
         if family == "slant":
-            return resample(x, affine_grid(n, zero, zero + 1, sign(1) * severity, zero, zero, dt, dev))
+            return resample(x, grid_of(affine_theta(zero, zero + 1, sign(1) * severity, zero, zero)))
         direction = uniform(key, index, 2, dt) * (2 * math.pi)
         dx, dy = severity * torch.cos(direction), severity * torch.sin(direction)
-        return resample(x, affine_grid(n, zero, zero + 1, zero, dx, dy, dt, dev))
+        return resample(x, grid_of(affine_theta(zero, zero + 1, zero, dx, dy)))
     if family == "thickness":
         if severity != int(severity) or abs(severity) > 3:
             raise DistortionError(f"thickness: severity must be a whole number of pixels in -3..3, got {severity}")

@@ -62,7 +62,7 @@ def _train(ctx: Context, name: str, settings: Dict[str, Any], seed: int) -> Dict
     }
 
 
-def _valid_robustness(ctx: Context, row: Dict[str, Any]) -> float:
+def _valid_robustness(row: Dict[str, Any]) -> float:
     """Mean accuracy on the validation digits under each family at its middle severity."""
     run = row["_run"]
     valid = run.dataset.valid
@@ -82,7 +82,7 @@ def measure(ctx: Context) -> Result:
         rows += [_train(ctx, name, CANDIDATES[name], seed) for name in finalists]
     for r in rows:
         r["finalist"] = r["recipe"] in finalists
-        r["valid_robust_acc"] = _valid_robustness(ctx, r) if r["finalist"] else ""
+        r["valid_robust_acc"] = _valid_robustness(r) if r["finalist"] else ""
         del r["_run"]
     return Result(rows, ctx.header(), {"finalists": finalists})
 
