@@ -1,5 +1,5 @@
-"""The training loop: the epoch's batches (seeded order and random shifts, built on the training
-device), the running totals read without stalling it, evaluation, the optimizer, and Run, one
+"""The training loop: the epoch's batches (seeded order, random shifts and distortions, built on
+the training device), the running totals read without stalling it, evaluation, the optimizer, and Run, one
 training run: its model, optimizer and schedule, the step (eager here, or captured as CUDA graphs
 by graphs.py, behind the same call), its checkpoints and history.
 
@@ -46,7 +46,8 @@ class Stopped(Exception):
 
 class Batches:
     """The training set's batches for one epoch: a seeded order and random shifts of up to `shift`
-    pixels, filling the shift with the background value.
+    pixels, filling the shift with the background value, then --augment's distortions (if any) of
+    each image by its epoch position's draws (distortions.Augment).
 
     The images are padded by `shift` once; the shifted image at epoch position j is then the
     28 x 28 window of padded image order[j] at offset (oy, ox) = offsets[:, j]: 28 rows of 28
