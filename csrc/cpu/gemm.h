@@ -164,6 +164,7 @@ inline void dot_block(const T* a, int64_t lda, const T* const* b, int64_t K, T* 
   constexpr int L = kVecLen<T>;
   Vec<T> acc[MR][R] = {};
   int64_t k = 0;
+#pragma GCC unroll 2
   for (; k + L <= K; k += L) {
     Vec<T> av[MR];
 #pragma GCC unroll 4
@@ -178,8 +179,8 @@ inline void dot_block(const T* a, int64_t lda, const T* const* b, int64_t K, T* 
 #pragma GCC unroll 4
   for (int m = 0; m < MR; ++m) {
     T sums[R];
-    if constexpr (R == 4) {
-      hsum4<T>(acc[m], sums);
+    if constexpr (R % 4 == 0) {
+      for (int r = 0; r < R; r += 4) hsum4<T>(acc[m] + r, sums + r);
     } else {
       for (int r = 0; r < R; ++r) sums[r] = hsum<T>(acc[m][r]);
     }
@@ -192,17 +193,29 @@ inline void dot_block(const T* a, int64_t lda, const T* const* b, int64_t K, T* 
   }
 }
 
-// MR rows of C: C[m, n] (+)= dot(A row m, B(n)), N columns, 4 at a time.
+// MR rows of C: C[m, n] (+)= dot(A row m, B(n)), N columns, R at a time: 4, or 8 for a single row
+// (a matrix-vector product, batch 1's dense layers: 8 accumulators fed by one load of the row).
+// The same bits either way: each output's lanes are summed by hsum4 in the same order.
+template <typename T, int MR, int R, typename Rows>
+inline int64_t abt_block(int64_t n, int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C, int64_t ldc,
+                         bool accumulate) {
+  T s[MR * R];
+  for (; n + R <= N; n += R) {
+    const T* b[R];
+    for (int r = 0; r < R; ++r) b[r] = B[n + r];
+    dot_block<T, MR, R>(A, lda, b, K, s);
+    for (int m = 0; m < MR; ++m)
+      for (int r = 0; r < R; ++r) C[m * ldc + n + r] = accumulate ? C[m * ldc + n + r] + s[m * R + r] : s[m * R + r];
+  }
+  return n;
+}
+
 template <typename T, int MR, typename Rows>
 inline void abt_rows(int64_t N, int64_t K, const T* A, int64_t lda, const Rows& B, T* C, int64_t ldc, bool accumulate) {
-  T s[MR * 4];
+  T s[MR];
   int64_t n = 0;
-  for (; n + 4 <= N; n += 4) {
-    const T* b[4] = {B[n], B[n + 1], B[n + 2], B[n + 3]};
-    dot_block<T, MR, 4>(A, lda, b, K, s);
-    for (int m = 0; m < MR; ++m)
-      for (int r = 0; r < 4; ++r) C[m * ldc + n + r] = accumulate ? C[m * ldc + n + r] + s[m * 4 + r] : s[m * 4 + r];
-  }
+  if constexpr (MR == 1) n = abt_block<T, 1, 8>(n, N, K, A, lda, B, C, ldc, accumulate);
+  n = abt_block<T, MR, 4>(n, N, K, A, lda, B, C, ldc, accumulate);
   for (; n < N; ++n) {
     const T* b[1] = {B[n]};
     dot_block<T, MR, 1>(A, lda, b, K, s);
