@@ -156,11 +156,15 @@ class LeNet5(nn.Module):
         variants and for impl="torch", layer by layer."""
         if self.impl == "ext" and self._fusable and isinstance(images, Tensor) and fused_on(images):
             # (Parameters on another device make the ops raise, as the layer-by-layer path would.)
-            check_images(images)
             params = self._fused_params()
-            if not torch.is_grad_enabled() or not (images.requires_grad or any(p.requires_grad for p in params)):
-                return ops.lenet5_forward(images, params)
-            return ops.lenet5_train_forward(images, params)[0]
+            try:
+                if not torch.is_grad_enabled() or not (images.requires_grad or any(p.requires_grad for p in params)):
+                    return ops.lenet5_forward(images, params)
+                return ops.lenet5_train_forward(images, params)[0]
+            except (TypeError, ValueError) as exc:  # the ops check the images themselves; checking
+                error = exc  # them here only on failure keeps a batch-1 call shorter (performance.md)
+            check_images(images)  # the model's message where the images are at fault
+            raise error
         return self._last(images, "logits")
 
     def _fused_params(self):

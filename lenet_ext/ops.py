@@ -25,6 +25,10 @@ from torch import Tensor
 from . import checks
 
 _ops = torch.ops.lenet_ext
+# The whole-network ops' overloads, looked up once (two attribute lookups on torch.ops per call
+# otherwise, a measurable share of a batch-1 call: docs/performance.md).
+_LENET5_FORWARD = _ops.lenet5_forward.default
+_LENET5_TRAIN_FORWARD = _ops.lenet5_train_forward.default
 
 __all__ = ["conv2d_sigmoid", "avg_pool2d", "conv2d_sigmoid_pool", "linear", "lenet5_forward", "lenet5_train_forward"]
 
@@ -135,7 +139,7 @@ def lenet5_forward(images: Tensor, params: Sequence[Tensor]) -> Tensor:
     running c1, s2, c3, s4, c5, f6 and the output layer through the ops above. `params` are the
     ten tensors named in LENET5_PARAMS, in that order. Without autograd: for inference
     (LeNet5(impl="ext") uses it when no gradient is wanted). CPU, and CUDA in one launch."""
-    return _ops.lenet5_forward.default(images, *_lenet5_params(params))
+    return _LENET5_FORWARD(images, *_lenet5_params(params))
 
 
 def _lenet5_params(params: Sequence[Tensor]) -> Tuple[Tensor, ...]:
@@ -155,7 +159,7 @@ def lenet5_train_forward(images: Tensor, params: Sequence[Tensor]) -> Tuple[Tens
     logits to the images and the ten parameters (LENET5_PARAMS order); the activations are
     returned without gradient. CPU and CUDA (LeNet5(impl="ext") uses it when gradients are wanted;
     on CUDA with the v2 kernels, lenet_ext.cuda_kernels("v2"), until a GPU run has validated its kernels)."""
-    return _ops.lenet5_train_forward.default(images, *_lenet5_params(params))
+    return _LENET5_TRAIN_FORWARD(images, *_lenet5_params(params))
 
 
 @torch.library.register_fake("lenet_ext::lenet5_train_forward")
