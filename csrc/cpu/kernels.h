@@ -28,7 +28,7 @@ struct LeNet5Params {
 // LeNet-5's fixed layer shapes: (N, C, H, W, O, KH, KW, OH, OW, stride, pad), per image.
 constexpr ConvShape kLeNetC1{1, 1, 28, 28, 6, 5, 5, 28, 28, 1, 2};
 constexpr ConvShape kLeNetC3{1, 6, 14, 14, 16, 5, 5, 10, 10, 1, 0};
-constexpr int64_t kLeNetBlock = 8;   // images per block in the fused forward's convolutions
+constexpr int64_t kLeNetBlock = 8;   // the fewest images in a thread's chunk of the fused forward
 constexpr int64_t kLeNetGroup = 64;  // images per group in its dense layers (a multiple of kLeNetBlock)
 
 template <typename T>
@@ -90,18 +90,22 @@ constexpr int64_t conv_scratch_size(const ConvShape& s) {
   return (s.O + 2 * s.K()) * s.Pp();
 }
 
-// Scratch values of type T the fused LeNet-5 forward needs (for any number of images): the
-// convolutions' scratch (lenet5_conv_scratch_size), s2's output for a block of kLeNetBlock
-// images, and a group's s4, c5 and f6 outputs (the layout lenet5_forward in kernels_impl.h uses).
-template <typename T>
-constexpr int64_t lenet5_conv_scratch_size() {
-  const int64_t c1 = conv_scratch_size<T>(kLeNetC1), c3 = conv_scratch_size<T>(kLeNetC3);
-  return c1 > c3 ? c1 : c3;
-}
+// The fused forward's row copies of c1's input (lenet5_forward in kernels_impl.h): copy j holds
+// copy[h][w] = xpad[h][w + j] for the OW output columns and the Hp padded rows, then zeros:
+// lenet5_copy_plane(s) values, enough for whole vectors of up to kRowAlign values past the last
+// output under the lowest tap row.
+constexpr int64_t lenet5_copy_plane(const ConvShape& s) { return ConvShape::align(s.Pp() + (s.KH - 1) * s.OW); }
+// c1's zero-padded image, with slack for a vector read past its last row.
+constexpr int64_t lenet5_c1_xpad_size() { return kLeNetC1.Hp() * kLeNetC1.Wp() + ConvShape::kRowAlign; }
 
+// Scratch values of type T the fused LeNet-5 forward needs (for any number of images): c1's five
+// copies and padded image, its six output planes, s2, c3's transposed weight, its outputs and
+// their pooling (channels last), and a group's s4, c5 and f6 outputs (the layout lenet5_forward
+// in kernels_impl.h uses).
 template <typename T>
 constexpr int64_t lenet5_scratch_size() {
-  return lenet5_conv_scratch_size<T>() + kLeNetBlock * 6 * 14 * 14 + kLeNetGroup * (400 + 120 + 84);
+  return 5 * lenet5_copy_plane(kLeNetC1) + lenet5_c1_xpad_size() + 6 * 784 + 6 * 196 + 150 * 16 + 100 * 16 +
+         25 * 16 + kLeNetGroup * (400 + 120 + 84);
 }
 
 template <typename T>

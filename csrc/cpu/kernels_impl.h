@@ -305,27 +305,6 @@ void avg_pool_planes(const T* y, int64_t ldrow, int64_t ldplane, T* out, int64_t
       }
 }
 
-// The same average from the channel-vectorized layout out (P x O, O whole vectors): each window's
-// taps are added as vectors over the channels (in the order above: the same values), then the
-// lanes are written to their planes.
-template <typename T>
-void avg_pool_channels(const T* z, T* out, int64_t O, int64_t OH, int64_t OW, int64_t pool) {
-  constexpr int L = kVecLen<T>;
-  const int64_t PH = OH / pool, PW = OW / pool, plane = PH * PW;
-  const T scale = T(1) / T(pool * pool);
-  for (int64_t ph = 0; ph < PH; ++ph)
-    for (int64_t pw = 0; pw < PW; ++pw)
-      for (int64_t o = 0; o < O; o += L) {
-        const T* win = z + ((ph * pool) * OW + pw * pool) * O + o;
-        Vec<T> acc = load(win);
-        for (int64_t i = 0; i < pool; ++i)
-          for (int64_t j = i == 0 ? 1 : 0; j < pool; ++j) acc += load(win + (i * OW + j) * O);
-        acc *= scale;
-        for (int l = 0; l < L; ++l) out[(o + l) * plane + ph * PW + pw] = acc[l];
-      }
-}
-
-// y null (lenet5_forward's inference): only `pooled` is written.
 template <typename T>
 LENET_EXT_ONE_COPY void conv_forward_wide(const ConvShape& s, const T* x, const T* w, const T* b, T* y, int64_t n0,
                                           int64_t n1, T* scratch, int64_t pool, T* pooled) {
@@ -349,10 +328,6 @@ LENET_EXT_ONE_COPY void conv_forward_wide(const ConvShape& s, const T* x, const 
                 /*accumulate=*/false);
       // Bias and sigmoid on whole vectors of out (O is), then out^T into y.
       sigmoid_channels_inplace(out, P, s.O, b);
-      if (!y) {  // inference (lenet5_forward): only the pooled output, straight from out
-        avg_pool_channels(out, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
-        continue;
-      }
       T* yn = y + n * s.O * P;
       transpose(out, s.O, P, s.O, yn, P);
       if (pooled) avg_pool_planes(yn, s.OW, P, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
@@ -363,11 +338,6 @@ LENET_EXT_ONE_COPY void conv_forward_wide(const ConvShape& s, const T* x, const 
   for (int64_t n = n0; n < n1; ++n) {
     pad_image(s, x + n * image, ws.xpad);
     gemm_axpy(s.O, Pw, K, StridedA<T>{w, K, 1}, OffsetRows<T>{ws.xpad, ws.off}, z, Pw, /*accumulate=*/false);
-    if (!y) {  // inference (lenet5_forward): the sigmoid in place on the wide rows, pooled from there
-      for (int64_t o = 0; o < s.O; ++o) sigmoid_bias_inplace(z + o * Pw, Pw, b ? b[o] : T(0));
-      avg_pool_planes(z, Wp, Pw, pooled + n * s.pooled_image(pool), s.O, s.OH, s.OW, pool);
-      continue;
-    }
     T* yn = y + n * s.O * P;
     for (int64_t o = 0; o < s.O; ++o)  // each wide row's OW values, through the sigmoid, into y
       sigmoid_rows(z + o * Pw, Wp, yn + o * P, s.OW, s.OH, s.OW, b ? b[o] : T(0));
@@ -402,34 +372,232 @@ void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, 
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// The fused forward (inference): c1 on row copies, c3 over its channels, dense layers per group
+// ------------------------------------------------------------------------------------------------
+//
+// Both convolutions keep a block of outputs in registers over all their taps, every tap at an
+// offset known at compile time (no offset tables), then add the bias, take the sigmoid on the
+// registers and store the block once; the 2 x 2 pooling reads the stored blocks.
+//
+// c1 (1 -> 6 channels, 28 x 28 outputs) runs over output positions, on row copies (kernels.h):
+// copy j holds copy[h][w] = xpad[h][w + j] for the 28 output columns (xpad: the image zero-padded
+// to 32 x 32), so the inputs under tap (i, j) of the outputs q, q + 1, ... (q = oh * 28 + ow) are
+// copy j's values from q + 28 i on, contiguous across the ends of output rows: no wasted columns.
+// A block is R output channels x V vectors of outputs: each tap broadcasts R weights and loads V
+// input vectors, each used R times (R + V loads for R x V multiply-adds, so that the loads keep up
+// with the FMA pipes: docs/performance.md, "Row copies").
+//
+// c3 (6 -> 16 channels, 10 x 10 outputs) runs over its 16 output channels, with its weight
+// transposed to (150, 16) once per call: a block is P outputs of one row x the channels' vectors;
+// each tap broadcasts P input values and loads the channels' weight vectors.
+
+// c1's block: R output channels x V vectors (12 accumulators in 16 vector registers, 24 in 32).
+constexpr int kC1Channels = kVecBytes == 64 ? 6 : 3;
+constexpr int kC1Vectors = 4;
+
+// c1's outputs [q, q + V * L) of output channels r < R (w: their weights, 25 each; b: their
+// biases): out[r * 784 + v * L + l] = sigmoid(b[r] + sum over (i, j) of w[r, i, j] *
+// copy(j)[v * L + l + 28 i]), the taps in (i, j) order, then the bias (the conv op's order of
+// additions); rows: copy 0 from q on, copy j lenet5_copy_plane(kLeNetC1) values further.
+template <typename T, int R, int V>
+inline void c1_block(const T* rows, const T* w, const T* b, T* out) {
+  constexpr int L = kVecLen<T>;
+  constexpr int64_t Plane = lenet5_copy_plane(kLeNetC1), OW = kLeNetC1.OW, P = kLeNetC1.P();
+  Vec<T> acc[R][V] = {};
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < 5; ++i)
+#pragma GCC unroll 8
+    for (int64_t j = 0; j < 5; ++j) {
+      const T* src = rows + j * Plane + i * OW;
+      Vec<T> wv[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) wv[r] = splat(w[r * 25 + i * 5 + j]);
+#pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) {
+        const Vec<T> x = load(src + v * L);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r][v] += wv[r] * x;
+      }
+    }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    if constexpr (std::is_same_v<T, float>) {
+#pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) store(out + r * P + v * L, sigmoid_vec(acc[r][v] + b[r]));
+    } else {
+      for (int v = 0; v < V; ++v) store(out + r * P + v * L, acc[r][v]);
+      sigmoid_bias_inplace(out + r * P, V * L, b[r]);
+    }
+  }
+}
+
+// c3's block: P outputs of one row (a divisor of its 10) x the 16 channels' CV vectors, at most
+// about 12 accumulators.
+template <typename T>
+constexpr int c3_block_outputs() {
+  constexpr int CV = 16 / kVecLen<T>;
+  return CV == 1 ? 10 : CV == 2 ? 5 : CV == 4 ? 2 : 1;
+}
+
+// c3's outputs (oh, ow0 + p), p < P, for all 16 channels (x: s2 (6, 14, 14) from (oh, ow0) of
+// channel 0 on; wt: the weight transposed, (150, 16); b: the biases) into out (P, 16):
+// sigmoid(b[o] + sum over k = (c, i, j) of x[c, i, j + p] * wt[k, o]), the taps in k order.
+template <typename T, int P>
+inline void c3_block(const T* x, const T* wt, const T* b, T* out) {
+  constexpr int L = kVecLen<T>, CV = 16 / L;
+  Vec<T> acc[P][CV] = {};
+  for (int64_t c = 0; c < 6; ++c) {
+    const T* xc = x + c * 196;
+    const T* wc = wt + c * 25 * 16;
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < 5; ++i)
+#pragma GCC unroll 8
+      for (int64_t j = 0; j < 5; ++j) {
+        Vec<T> wv[CV];
+#pragma GCC unroll 8
+        for (int u = 0; u < CV; ++u) wv[u] = load(wc + (i * 5 + j) * 16 + u * L);
+#pragma GCC unroll 16
+        for (int p = 0; p < P; ++p) {
+          const Vec<T> xv = splat(xc[i * 14 + j + p]);
+#pragma GCC unroll 8
+          for (int u = 0; u < CV; ++u) acc[p][u] += xv * wv[u];
+        }
+      }
+  }
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 8
+    for (int u = 0; u < CV; ++u) {
+      if constexpr (std::is_same_v<T, float>) {
+        store(out + p * 16 + u * L, sigmoid_vec(acc[p][u] + load(b + u * L)));
+      } else {
+        store(out + p * 16 + u * L, acc[p][u] + load(b + u * L));
+      }
+    }
+  if constexpr (!std::is_same_v<T, float>) sigmoid_bias_inplace(out, P * 16, T(0));
+}
+
+// dst[0, N) = src[0, N) (separate buffers): whole vectors, the last one ending at N (overlapping
+// the one before) where N is not a whole number of them; value by value where N < L.
+template <typename T, int64_t N>
+inline void copy_row(const T* src, T* dst) {
+  constexpr int L = kVecLen<T>;
+  if constexpr (N >= L) {
+#pragma GCC unroll 8
+    for (int64_t w = 0; w + L <= N; w += L) store(dst + w, load(src + w));
+    if constexpr (N % L != 0) store(dst + N - L, load(src + N - L));
+  } else {
+    for (int64_t w = 0; w < N; ++w) dst[w] = src[w];
+  }
+}
+
+// The 2 x 2 average (stride 2) of one OH x OW plane (OW even) into out (OH / 2, OW / 2), each
+// window as ((x00 + x10) + (x01 + x11)) / 4: the two rows added as vectors, then neighbouring
+// columns (pair_sums). Rows of 2L columns or more: whole vectors of L outputs, the last one ending
+// at the row's end; rows of L to 2L: one vector of L outputs from the row's first L and last L
+// columns, stored as its two halves; shorter rows value by value, in the same order.
+template <typename T, int64_t OH, int64_t OW>
+inline void pool2_plane(const T* plane, T* out) {
+  constexpr int L = kVecLen<T>;
+  constexpr int64_t PW = OW / 2;
+  const T scale = T(0.25);
+  for (int64_t ph = 0; ph < OH / 2; ++ph) {
+    const T* r0 = plane + 2 * ph * OW;
+    const T* r1 = r0 + OW;
+    T* dst = out + ph * PW;
+    if constexpr (OW >= 2 * L) {
+      for (int64_t pw = 0;; pw += L) {
+        if (pw + L > PW) pw = PW - L;
+        const Vec<T> a = load(r0 + 2 * pw) + load(r1 + 2 * pw), b = load(r0 + 2 * pw + L) + load(r1 + 2 * pw + L);
+        store(dst + pw, pair_sums<T>(a, b) * scale);
+        if (pw + L == PW) break;
+      }
+    } else if constexpr (OW >= L && L >= 2) {
+      const Vec<T> a = load(r0) + load(r1), b = load(r0 + OW - L) + load(r1 + OW - L);
+      const Vec<T> v = pair_sums<T>(a, b) * scale;  // outputs [0, L/2), then [(OW - L)/2, PW)
+      __builtin_memcpy(dst, &v, sizeof v / 2);
+      __builtin_memcpy(dst + (OW - L) / 2, reinterpret_cast<const T*>(&v) + L / 2, sizeof v / 2);
+    } else {
+      for (int64_t pw = 0; pw < PW; ++pw)
+        dst[pw] = ((r0[2 * pw] + r1[2 * pw]) + (r0[2 * pw + 1] + r1[2 * pw + 1])) * scale;
+    }
+  }
+}
+
+// c1 + sigmoid + s2 for one image x (28 x 28) into s2 (6, 14, 14). rows: c1's copies (kernels.h),
+// xpad: its padded image (32 x 32 plus slack, border already zero), planes: 6 x 784 values.
+template <typename T>
+void c1_s2_image(const T* x, const T* w, const T* b, T* rows, T* xpad, T* planes, T* s2) {
+  constexpr int L = kVecLen<T>, R = kC1Channels, V = kC1Vectors;
+  constexpr int64_t Plane = lenet5_copy_plane(kLeNetC1), vectors = kLeNetC1.P() / L;
+  static_assert(kLeNetC1.P() % L == 0 && vectors >= V && 6 % R == 0, "c1's blocks");
+#pragma GCC unroll 32
+  for (int64_t h = 0; h < 28; ++h) copy_row<T, 28>(x + h * 28, xpad + (h + 2) * 32 + 2);
+  for (int64_t j = 0; j < 5; ++j)
+#pragma GCC unroll 32
+    for (int64_t h = 0; h < 32; ++h) copy_row<T, 28>(xpad + h * 32 + j, rows + j * Plane + h * 28);
+  for (int64_t o = 0; o < 6; o += R) {
+    for (int64_t v = 0;; v += V) {
+      if (v + V > vectors) v = vectors - V;  // the last block ends at the last vector
+      c1_block<T, R, V>(rows + v * L, w + o * 25, b + o, planes + o * 784 + v * L);
+      if (v + V == vectors) break;
+    }
+  }
+  for (int64_t o = 0; o < 6; ++o) pool2_plane<T, 28, 28>(planes + o * 784, s2 + o * 196);
+}
+
+// c3 + sigmoid + s4 for one image's s2 (6, 14, 14) into s4 (16, 5, 5). wt: c3's weight transposed
+// (150, 16); out: 100 x 16 values (the outputs, channels last); pooled: 25 x 16.
+template <typename T>
+void c3_s4_image(const T* s2, const T* wt, const T* b, T* out, T* pooled, T* s4) {
+  constexpr int L = kVecLen<T>, CV = 16 / L, P = c3_block_outputs<T>();
+  static_assert(16 % L == 0 && 10 % P == 0, "c3's blocks");
+  for (int64_t oh = 0; oh < 10; ++oh)
+    for (int64_t ow = 0; ow < 10; ow += P) c3_block<T, P>(s2 + oh * 14 + ow, wt, b, out + (oh * 10 + ow) * 16);
+  const T scale = T(0.25);
+  for (int64_t ph = 0; ph < 5; ++ph)
+    for (int64_t pw = 0; pw < 5; ++pw) {
+      const T* win = out + (2 * ph * 10 + 2 * pw) * 16;
+#pragma GCC unroll 8
+      for (int u = 0; u < CV; ++u) {
+        const T* wu = win + u * L;
+        const Vec<T> v = ((load(wu) + load(wu + 160)) + (load(wu + 16) + load(wu + 176))) * scale;
+        store(pooled + (ph * 5 + pw) * 16 + u * L, v);
+      }
+    }
+  transpose(pooled, 16, 25, 16, s4, 25);
+}
+
 // The whole LeNet-5 forward (inference) for images [n0, n1), in groups of kLeNetGroup images:
-// blocks of kLeNetBlock images go through c1+s2 and c3+s4 (each convolution pooling as it goes,
-// keeping only the pooled output), each image's 400 s4 values land in a row of the group's
-// (rows, 400) matrix, and c5, f6 and the output layer run as dense layers over the group's rows.
-// A block's activations and a group's rows stay in the L2 cache (over a whole 512-image chunk,
-// the dense layers' inputs did not, and large batches ran slower per image: docs/performance.md).
-// The same arithmetic as the separate ops, without their allocations, dispatch and memory traffic.
+// each image goes through c1+s2 and c3+s4 (above), its 400 s4 values landing in a row of the
+// group's (rows, 400) matrix, and c5, f6 and the output layer run as dense layers over the
+// group's rows. A group's rows stay in the L2 cache (over a whole 512-image chunk, the dense
+// layers' inputs did not, and large batches ran slower per image: docs/performance.md).
 template <typename T>
 void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch) {
-  constexpr ConvShape c1 = kLeNetC1, c3 = kLeNetC3;
-  constexpr int64_t B = kLeNetBlock, G = kLeNetGroup;
-  T* conv_scratch = scratch;
-  T* s2 = conv_scratch + lenet5_conv_scratch_size<T>();  // B x 6 x 14 x 14
-  T* s4 = s2 + B * 6 * 14 * 14;                          // G x 400
-  T* h5 = s4 + G * 400;                                  // G x 120
-  T* h6 = h5 + G * 120;                                  // G x 84
+  constexpr int64_t G = kLeNetGroup;
+  T* rows = scratch;                               // c1's copies
+  T* xpad = rows + 5 * lenet5_copy_plane(kLeNetC1);  // 32 x 32 + slack
+  T* planes = xpad + lenet5_c1_xpad_size();        // 6 x 784
+  T* s2 = planes + 6 * 784;                        // 6 x 14 x 14
+  T* wt = s2 + 6 * 196;                            // 150 x 16
+  T* out3 = wt + 150 * 16;                         // 100 x 16
+  T* pooled3 = out3 + 100 * 16;                    // 25 x 16
+  T* s4 = pooled3 + 25 * 16;                       // G x 400
+  T* h5 = s4 + G * 400;                            // G x 120
+  T* h6 = h5 + G * 120;                            // G x 84
+  fill(xpad, lenet5_c1_xpad_size(), T(0));         // the border; each image writes the interior
+  transpose(p.c3w, 150, 16, 150, wt, 16);
   for (int64_t g0 = n0; g0 < n1; g0 += G) {
-    const int64_t rows = n1 - g0 < G ? n1 - g0 : G;
-    // Blocks of B images: the per-call set-up of a convolution (offset tables, the transposed
-    // weight) is paid once per block.
-    for (int64_t nb = g0; nb < g0 + rows; nb += B) {
-      const int64_t bn = g0 + rows - nb < B ? g0 + rows - nb : B;
-      conv_forward_wide<T>(c1, x + nb * 784, p.c1w, p.c1b, nullptr, 0, bn, conv_scratch, 2, s2);
-      conv_forward_wide<T>(c3, s2, p.c3w, p.c3b, nullptr, 0, bn, conv_scratch, 2, s4 + (nb - g0) * 400);
+    const int64_t n_rows = n1 - g0 < G ? n1 - g0 : G;
+    for (int64_t n = g0; n < g0 + n_rows; ++n) {
+      c1_s2_image(x + n * 784, p.c1w, p.c1b, rows, xpad, planes, s2);
+      c3_s4_image(s2, wt, p.c3b, out3, pooled3, s4 + (n - g0) * 400);
     }
-    dense_forward(rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
-    dense_forward(rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
-    dense_forward(rows, 84, p.classes, h6, p.outw, p.outb, logits + g0 * p.classes, /*apply_sigmoid=*/false);
+    dense_forward(n_rows, 400, 120, s4, p.c5w, p.c5b, h5, /*apply_sigmoid=*/true);
+    dense_forward(n_rows, 120, 84, h5, p.f6w, p.f6b, h6, /*apply_sigmoid=*/true);
+    dense_forward(n_rows, 84, p.classes, h6, p.outw, p.outb, logits + g0 * p.classes, /*apply_sigmoid=*/false);
   }
 }
 
