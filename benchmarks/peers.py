@@ -7,7 +7,7 @@ rounds; speed-up = peer time / ours.
     python -m benchmarks.peers --batches 64 --rounds 9
 
 A peer that is not installed (onnxruntime, openvino) is listed as such. Prints a markdown table,
-headed by the CPU kernels' instruction set (lenet_ext.cpu_isa()) and this run's sgemm ceiling
+headed by the CPU kernels' instruction sets (lenet_ext.cpu_isas(), per kernel) and this run's sgemm ceiling
 (torch.mm, 1024^3, float32, on all threads); each of our rows gives its GFLOP/s (multiply-adds
 counted as two) and its share of that ceiling.
 """
@@ -28,6 +28,18 @@ from lenet_ext import export
 
 from .cases import FLOPS_LENET_FORWARD, FLOPS_LENET_TRAIN
 from .report import Timer, sgemm_gflops
+
+
+def kernel_isas() -> str:
+    """The instruction set of each CPU kernel, grouped: "avx512 (lenet5_forward), avx2 (the rest)"."""
+    groups = {}
+    for kernel, isa in lenet_ext.cpu_isas().items():
+        groups.setdefault(isa, []).append(kernel)
+    if len(groups) == 1:
+        return f"{next(iter(groups))} (every kernel)"
+    largest = max(groups, key=lambda isa: len(groups[isa]))
+    named = [f"{isa} ({', '.join(kernels)})" for isa, kernels in groups.items() if isa != largest]
+    return ", ".join(named + [f"{largest} (the rest)"])
 
 
 def timed(fn, min_seconds=0.2):
@@ -136,7 +148,7 @@ def main(argv=None):
         ceiling = sgemm_gflops("cpu", Timer("cpu"))
         print(
             f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}, lenet_ext {lenet_ext.__version__}; "
-            f"CPU kernels: {lenet_ext.cpu_isa()}; sgemm ceiling (torch.mm 1024^3, this run): {ceiling:.1f} GFLOP/s; "
+            f"CPU kernels: {kernel_isas()}; sgemm ceiling (torch.mm 1024^3, this run): {ceiling:.1f} GFLOP/s; "
             f"medians of {args.rounds} interleaved rounds; speed-up = peer / ours"
         )
         print()

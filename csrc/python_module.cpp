@@ -1,6 +1,7 @@
 // The Python module lenet_ext._C: `import lenet_ext._C` loads this shared library, whose
 // static TORCH_LIBRARY registrations define the ops (reached through torch.ops.lenet_ext).
-// Its functions: cpu_isa() says which CPU kernels this process runs; cuda_kernels() and
+// Its functions: cpu_isa() says which CPU kernels this process runs, cpu_isas() each kernel's
+// instruction set; cuda_kernels() and
 // set_cuda_kernels("v1"|"v2") read and set flags.h's CUDA kernel generation.
 #include <Python.h>
 
@@ -11,12 +12,31 @@
 namespace lenet_ext {
 namespace cpu {
 const char* cpu_isa();
-}
+const char* cpu_kernel_isa(const char* kernel);
+}  // namespace cpu
 }  // namespace lenet_ext
 
 namespace {
 
 PyObject* cpu_isa(PyObject*, PyObject*) { return PyUnicode_FromString(lenet_ext::cpu::cpu_isa()); }
+
+// The CPU kernels (kernels.h's CpuKernels fields) and the instruction set each runs.
+PyObject* cpu_isas(PyObject*, PyObject*) {
+  static const char* const kernels[] = {"conv_forward",     "conv_backward",     "dense_forward",
+                                        "dense_input_grad", "dense_weight_grad", "lenet5_forward"};
+  PyObject* isas = PyDict_New();
+  if (isas == nullptr) return nullptr;
+  for (const char* kernel : kernels) {
+    PyObject* isa = PyUnicode_FromString(lenet_ext::cpu::cpu_kernel_isa(kernel));
+    if (isa == nullptr || PyDict_SetItemString(isas, kernel, isa) != 0) {
+      Py_XDECREF(isa);
+      Py_DECREF(isas);
+      return nullptr;
+    }
+    Py_DECREF(isa);
+  }
+  return isas;
+}
 
 PyObject* cuda_kernels(PyObject*, PyObject*) {
   return PyUnicode_FromString(lenet_ext::cuda_kernels() == lenet_ext::CudaKernels::v2 ? "v2" : "v1");
@@ -35,6 +55,7 @@ PyObject* set_cuda_kernels(PyObject*, PyObject* arg) {
 
 PyMethodDef methods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set of the CPU kernels in use."},
+    {"cpu_isas", cpu_isas, METH_NOARGS, "Each CPU kernel's instruction set."},
     {"cuda_kernels", cuda_kernels, METH_NOARGS, "The CUDA kernel generation the ops run: 'v1' or 'v2'."},
     {"set_cuda_kernels", set_cuda_kernels, METH_O, "Set the CUDA kernel generation: 'v1' or 'v2'."},
     {nullptr, nullptr, 0, nullptr},

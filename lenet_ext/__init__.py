@@ -78,11 +78,20 @@ def cuda_kernels(generation=None):
 
 
 def cpu_isa():
-    """The instruction set of the CPU kernels in this process: "avx2" (AVX2 + FMA, taken where the
-    CPU has both), "avx512" (AVX-512, only when asked for with LENET_EXT_CPU_ISA=avx512 on a CPU
-    that has it) or "base" (the build's baseline, SSE2 on x86-64). Chosen once per process, at the
-    first op; LENET_EXT_CPU_ISA=base|avx2|avx512 asks for one (falling back to what the CPU has)."""
+    """The instruction sets of the CPU kernels in this process: "avx2+avx512" (the default on a
+    CPU with AVX-512 and VBMI2: the AVX-512 fused forward, measured faster there, beside the AVX2
+    training kernels), "avx2" (AVX2 + FMA, the default on other CPUs that have both), "avx512"
+    (every kernel AVX-512, when asked for) or "base" (the build's baseline, SSE2 on x86-64, NEON
+    on arm64). Chosen once per process, at the first op; LENET_EXT_CPU_ISA=base|avx2|avx512 asks
+    for one set for every kernel (falling back to what the CPU has). cpu_isas() names each
+    kernel's."""
     return _C.cpu_isa()
 
 
-__all__ = ["LeNet5", "ops", "backends", "cpu_isa", "cuda_kernels", "__version__"]
+def cpu_isas():
+    """{kernel: instruction set} for the CPU kernels (the table in csrc/cpu/kernels.h): which set
+    each one runs in this process (see cpu_isa())."""
+    return _C.cpu_isas()
+
+
+__all__ = ["LeNet5", "ops", "backends", "cpu_isa", "cpu_isas", "cuda_kernels", "__version__"]

@@ -455,15 +455,32 @@ def cpu_has_avx512():
 
 def test_cpu_isa_reported():
     """lenet_ext.cpu_isa() names the CPU kernels in use; LENET_EXT_CPU_ISA=base|avx2|avx512 asks for
-    one (each only where the CPU has it); the default is avx2 where the CPU has it, else base."""
+    one set for every kernel (each only where the CPU has it); the default is avx2 with the AVX-512
+    fused forward where the CPU has AVX-512 and VBMI2, else avx2 where it has that, else base.
+    cpu_isas() names each kernel's set, and agrees."""
     want = os.environ.get("LENET_EXT_CPU_ISA")
     if want == "base":
         expected = "base"
     elif want == "avx512" and cpu_has_avx512():
         expected = "avx512"
+    elif want not in ("avx2", "avx512") and cpu_has_avx512() and "avx512_vbmi2" in cpu_flags():
+        expected = "avx2+avx512"
     else:
         expected = "avx2" if cpu_has_avx2() else "base"
     assert lenet_ext.cpu_isa() == expected
+    isas = lenet_ext.cpu_isas()
+    assert set(isas) == {
+        "conv_forward",
+        "conv_backward",
+        "dense_forward",
+        "dense_input_grad",
+        "dense_weight_grad",
+        "lenet5_forward",
+    }
+    if expected == "avx2+avx512":
+        assert isas.pop("lenet5_forward") == "avx512" and set(isas.values()) == {"avx2"}
+    else:
+        assert set(isas.values()) == {expected}
 
 
 @pytest.mark.slow  # a subprocess per instruction set

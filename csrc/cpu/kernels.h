@@ -1,14 +1,17 @@
 // The CPU kernels' arithmetic, free of torch: what one thread does for its chunk of the batch.
 // The op files (conv2d_sigmoid.cpp, linear.cpp) check arguments, allocate, split the batch and
 // reduce partial gradients; they call these through kernels<T>(), a table chosen once per
-// process by the CPU's instruction set:
+// process from the CPU's instruction sets:
 //   avx512  AVX-512 F/DQ/BW/VL (Intel since Skylake-SP, AMD since Zen 4), 16 floats per vector,
 //           32 vector registers
 //   avx2  AVX2 + FMA (x86-64 CPUs since 2013/2015), 8 floats per vector, fused multiply-adds
 //   base  the build's baseline (SSE2 on x86-64, NEON on arm64), 4 floats per vector
-// LENET_EXT_CPU_ISA=base|avx2|avx512 forces one (only where the CPU has it); lenet_ext.cpu_isa()
-// tells which runs. All three compute the same function; their last bits differ (FMA rounds
-// once, and the vector widths sum in different orders).
+// By default: AVX2 where the CPU has it, with the AVX-512 fused forward (lenet5_forward) on CPUs
+// where that measured faster (kernels_base.cpp); else base. LENET_EXT_CPU_ISA=base|avx2|avx512
+// forces one set for every kernel (only where the CPU has it); lenet_ext.cpu_isa() tells which
+// runs ("avx2+avx512" for the default with the AVX-512 forward) and lenet_ext.cpu_isas() names
+// each kernel's. All three compute the same function; their last bits differ (FMA rounds once,
+// and the vector widths sum in different orders).
 #pragma once
 
 #include <cstdint>
@@ -104,15 +107,17 @@ constexpr int64_t lenet5_c1_xpad_size() { return kLeNetC1.Hp() * kLeNetC1.Wp() +
 // in kernels_impl.h uses).
 template <typename T>
 constexpr int64_t lenet5_scratch_size() {
-  return 5 * lenet5_copy_plane(kLeNetC1) + lenet5_c1_xpad_size() + 6 * 784 + 6 * 196 + 150 * 16 + 100 * 16 +
-         25 * 16 + kLeNetGroup * (400 + 120 + 84);
+  return 5 * lenet5_copy_plane(kLeNetC1) + lenet5_c1_xpad_size() + 6 * 784 + 6 * 196 + 150 * 16 + 100 * 16 + 25 * 16 +
+         kLeNetGroup * (400 + 120 + 84);
 }
 
 template <typename T>
 const CpuKernels<T>& kernels();
 
-// "avx512", "avx2" or "base": the table kernels<T>() returns in this process.
+// "avx2+avx512", "avx512", "avx2" or "base": the sets kernels<T>() draws on in this process ...
 const char* cpu_isa();
+// ... and the one a kernel (a CpuKernels field's name) comes from.
+const char* cpu_kernel_isa(const char* kernel);
 
 // The tables of each instruction set (kernels_base.cpp, kernels_avx2.cpp, kernels_avx512.cpp); the
 // avx2 and avx512 ones exist only in x86-64 builds, and kernels<T>() asks for them only there.

@@ -1,8 +1,8 @@
 // The CPU kernels compiled for AVX-512 (F, DQ, BW, VL, with FMA: 16 floats per vector, 32 vector
-// registers), chosen at run time by kernels_base.cpp only when asked for (LENET_EXT_CPU_ISA=avx512)
-// on a CPU that has it: measured, they are not faster than the AVX2 ones for LeNet-5's shapes on
-// the machines tried (docs/performance.md), so AVX2 stays the default. Only this file's own code is
-// compiled for AVX-512, as kernels_avx2.cpp does for AVX2.
+// registers), chosen at run time by kernels_base.cpp: by default only the fused forward
+// (lenet5_forward), on CPUs where it measured faster than the AVX2 one; every kernel when asked for
+// (LENET_EXT_CPU_ISA=avx512), as the training kernels measured slower (docs/performance.md). Only
+// this file's own code is compiled for AVX-512, as kernels_avx2.cpp does for AVX2.
 #include <cstdint>
 #include <type_traits>
 

@@ -1,6 +1,7 @@
 // The CPU kernels at the build's baseline instruction set (SSE2 on x86-64, NEON on arm64), and
 // the choice, once per process, between them, the AVX2 + FMA ones (kernels_avx2.cpp) and the
-// AVX-512 ones (kernels_avx512.cpp).
+// AVX-512 ones (kernels_avx512.cpp), per kernel: by default the AVX-512 fused forward beside the
+// AVX2 rest where that pays (avx512_forward_pays).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +15,8 @@ namespace lenet_ext {
 namespace cpu {
 namespace {
 
-enum class Isa { base, avx2, avx512 };
+// mixed: the AVX2 kernels, but the fused forward (lenet5_forward) from the AVX-512 set.
+enum class Isa { base, avx2, avx512, mixed };
 
 bool cpu_supports(Isa isa) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -28,13 +30,29 @@ bool cpu_supports(Isa isa) {
   return isa == Isa::base;
 }
 
-// LENET_EXT_CPU_ISA=base|avx2|avx512 asks for one; what the CPU lacks falls back to the best it
-// has below it. Unset (or any other value): avx2 where the CPU has it, else base.
+// Whether the AVX-512 fused forward is the default: measured faster than the AVX2 one at every
+// batch size on Zen 4, while the AVX-512 training kernels are slower (docs/performance.md). Only
+// where the CPU has VBMI2 too, which marks the cores that do not lower their clock under 512-bit
+// work (Intel since Ice Lake, AMD since Zen 4; not Skylake-SP or Cascade Lake).
+bool avx512_forward_pays() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return cpu_supports(Isa::avx512) && __builtin_cpu_supports("avx512vbmi2");
+#else
+  return false;
+#endif
+}
+
+// LENET_EXT_CPU_ISA=base|avx2|avx512 asks for one set for every kernel; what the CPU lacks falls
+// back to the best it has below it. Unset (or any other value): mixed where the AVX-512 forward
+// pays, else avx2 where the CPU has it, else base.
 Isa chosen_isa() {
   static const Isa isa = [] {
     const char* want = std::getenv("LENET_EXT_CPU_ISA");
     if (want && std::strcmp(want, "base") == 0) return Isa::base;
     if (want && std::strcmp(want, "avx512") == 0 && cpu_supports(Isa::avx512)) return Isa::avx512;
+    if (want && (std::strcmp(want, "avx2") == 0 || std::strcmp(want, "avx512") == 0))
+      return cpu_supports(Isa::avx2) ? Isa::avx2 : Isa::base;
+    if (avx512_forward_pays()) return Isa::mixed;
     return cpu_supports(Isa::avx2) ? Isa::avx2 : Isa::base;
   }();
   return isa;
@@ -44,6 +62,8 @@ Isa chosen_isa() {
 
 const char* cpu_isa() {
   switch (chosen_isa()) {
+    case Isa::mixed:
+      return "avx2+avx512";
     case Isa::avx512:
       return "avx512";
     case Isa::avx2:
@@ -53,12 +73,30 @@ const char* cpu_isa() {
   }
 }
 
+const char* cpu_kernel_isa(const char* kernel) {
+  const Isa isa = chosen_isa();
+  if (isa != Isa::mixed) return cpu_isa();
+  return std::strcmp(kernel, "lenet5_forward") == 0 ? "avx512" : "avx2";
+}
+
 template <typename T>
 const CpuKernels<T>& kernels() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  static const CpuKernels<T> table = chosen_isa() == Isa::avx512 ? avx512::make_kernels<T>()
-                                     : chosen_isa() == Isa::avx2 ? avx2::make_kernels<T>()
-                                                                 : base::make_kernels<T>();
+  static const CpuKernels<T> table = [] {
+    switch (chosen_isa()) {
+      case Isa::mixed: {
+        CpuKernels<T> t = avx2::make_kernels<T>();
+        t.lenet5_forward = avx512::make_kernels<T>().lenet5_forward;
+        return t;
+      }
+      case Isa::avx512:
+        return avx512::make_kernels<T>();
+      case Isa::avx2:
+        return avx2::make_kernels<T>();
+      default:
+        return base::make_kernels<T>();
+    }
+  }();
 #else
   static const CpuKernels<T> table = base::make_kernels<T>();
 #endif

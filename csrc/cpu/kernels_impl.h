@@ -577,17 +577,17 @@ void c3_s4_image(const T* s2, const T* wt, const T* b, T* out, T* pooled, T* s4)
 template <typename T>
 void lenet5_forward(const LeNet5Params<T>& p, const T* x, T* logits, int64_t n0, int64_t n1, T* scratch) {
   constexpr int64_t G = kLeNetGroup;
-  T* rows = scratch;                               // c1's copies
+  T* rows = scratch;                                 // c1's copies
   T* xpad = rows + 5 * lenet5_copy_plane(kLeNetC1);  // 32 x 32 + slack
-  T* planes = xpad + lenet5_c1_xpad_size();        // 6 x 784
-  T* s2 = planes + 6 * 784;                        // 6 x 14 x 14
-  T* wt = s2 + 6 * 196;                            // 150 x 16
-  T* out3 = wt + 150 * 16;                         // 100 x 16
-  T* pooled3 = out3 + 100 * 16;                    // 25 x 16
-  T* s4 = pooled3 + 25 * 16;                       // G x 400
-  T* h5 = s4 + G * 400;                            // G x 120
-  T* h6 = h5 + G * 120;                            // G x 84
-  fill(xpad, lenet5_c1_xpad_size(), T(0));         // the border; each image writes the interior
+  T* planes = xpad + lenet5_c1_xpad_size();          // 6 x 784
+  T* s2 = planes + 6 * 784;                          // 6 x 14 x 14
+  T* wt = s2 + 6 * 196;                              // 150 x 16
+  T* out3 = wt + 150 * 16;                           // 100 x 16
+  T* pooled3 = out3 + 100 * 16;                      // 25 x 16
+  T* s4 = pooled3 + 25 * 16;                         // G x 400
+  T* h5 = s4 + G * 400;                              // G x 120
+  T* h6 = h5 + G * 120;                              // G x 84
+  fill(xpad, lenet5_c1_xpad_size(), T(0));           // the border; each image writes the interior
   transpose(p.c3w, 150, 16, 150, wt, 16);
   for (int64_t g0 = n0; g0 < n1; g0 += G) {
     const int64_t n_rows = n1 - g0 < G ? n1 - g0 : G;

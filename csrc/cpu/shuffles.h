@@ -22,7 +22,8 @@ template <typename T>
 inline Vec<T> pair_sums(Vec<T> a, Vec<T> b) {
   using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
   if constexpr (sizeof(T) == 4 && kVecLen<T> == 8) {
-    const Vec<T> s = LENET_EXT_SHUFFLE(a, b, 0, 2, 8, 10, 4, 6, 12, 14) + LENET_EXT_SHUFFLE(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+    const Vec<T> s =
+        LENET_EXT_SHUFFLE(a, b, 0, 2, 8, 10, 4, 6, 12, 14) + LENET_EXT_SHUFFLE(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
     return LENET_EXT_SHUFFLE(s, s, 0, 1, 4, 5, 2, 3, 6, 7);
   } else if constexpr (sizeof(T) == 4 && kVecLen<T> == 16) {
     const Vec<T> s = LENET_EXT_SHUFFLE(a, b, 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30) +
