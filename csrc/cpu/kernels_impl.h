@@ -248,7 +248,8 @@ void im2col(const ConvShape& s, const T* x, T* col, int64_t ld) {
 }
 
 // noinline, noclone (here and on conv_forward_wide): one copy serves every caller; lenet5_forward's
-// constant shapes would otherwise be folded into copies that GCC flags with bogus loop-count warnings.
+// constant shapes would otherwise be folded into copies of dense_forward that GCC flags with bogus
+// loop-count warnings.
 //
 // The product in dot-product form (gemm_abt, 3 x 4 blocks): measured as fast as the broadcast
 // form on a transposed weight at every batch size we run (docs/performance.md), without
