@@ -44,3 +44,17 @@ def test_speed(benchmark, device, batch, name, impl):
     benchmark.group = f"{device} batch {batch}: {name}"
     benchmark.extra_info["gflop"] = case.flops / 1e9
     benchmark(timed)
+
+
+def test_peers_header_names_each_kernels_instruction_set():
+    """python -m benchmarks.peers heads its table with the instruction set of every CPU kernel: one
+    set for all, or the others named beside "the rest"."""
+    from .peers import kernel_isas
+
+    text, isas = kernel_isas(), lenet_ext.cpu_isas()
+    sets = set(isas.values())
+    assert all(isa in text for isa in sets), text
+    if len(sets) == 1:
+        assert text == f"{sets.pop()} (every kernel)"
+    else:
+        assert "(the rest)" in text and all(kernel in text for kernel, isa in isas.items() if isa != "avx2"), text
