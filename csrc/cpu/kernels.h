@@ -94,9 +94,9 @@ constexpr int64_t conv_scratch_size(const ConvShape& s) {
 }
 
 // The fused forward's row copies of c1's input (lenet5_forward in kernels_impl.h): copy j holds
-// copy[h][w] = xpad[h][w + j] for the OW output columns and the Hp padded rows, then zeros:
-// lenet5_copy_plane(s) values, enough for whole vectors of up to kRowAlign values past the last
-// output under the lowest tap row.
+// copy[h][w] = xpad[h][w + j] for the Hp padded rows and the OW output columns, in
+// lenet5_copy_plane(s) values: enough for whole vectors of up to kRowAlign values past the last
+// output under the lowest tap row (for c1 exactly its Hp x OW values, so every value read is copied).
 constexpr int64_t lenet5_copy_plane(const ConvShape& s) { return ConvShape::align(s.Pp() + (s.KH - 1) * s.OW); }
 // c1's zero-padded image, with slack for a vector read past its last row.
 constexpr int64_t lenet5_c1_xpad_size() { return kLeNetC1.Hp() * kLeNetC1.Wp() + ConvShape::kRowAlign; }

@@ -533,8 +533,8 @@ void c1_s2_image(const T* x, const T* w, const T* b, T* rows, T* xpad, T* planes
   constexpr int L = kVecLen<T>, R = kC1Channels, V = kC1Vectors;
   constexpr int64_t Plane = lenet5_copy_plane(kLeNetC1), vectors = kLeNetC1.P() / L;
   static_assert(kLeNetC1.P() % L == 0 && vectors >= V && 6 % R == 0, "c1's blocks");
-#pragma GCC unroll 32
-  for (int64_t h = 0; h < 28; ++h) copy_row<T, 28>(x + h * 28, xpad + (h + 2) * 32 + 2);
+  static_assert(Plane == kLeNetC1.Hp() * kLeNetC1.OW, "every value the blocks read is a copied one");
+  pad_image(kLeNetC1, x, xpad);
   for (int64_t j = 0; j < 5; ++j)
 #pragma GCC unroll 32
     for (int64_t h = 0; h < 32; ++h) copy_row<T, 28>(xpad + h * 32 + j, rows + j * Plane + h * 28);
@@ -557,13 +557,15 @@ void c3_s4_image(const T* s2, const T* wt, const T* b, T* out, T* pooled, T* s4)
   for (int64_t oh = 0; oh < 10; ++oh)
     for (int64_t ow = 0; ow < 10; ow += P) c3_block<T, P>(s2 + oh * 14 + ow, wt, b, out + (oh * 10 + ow) * 16);
   const T scale = T(0.25);
+  constexpr int64_t next_col = 16, next_row = 10 * 16;  // out's neighbours in a window
   for (int64_t ph = 0; ph < 5; ++ph)
     for (int64_t pw = 0; pw < 5; ++pw) {
       const T* win = out + (2 * ph * 10 + 2 * pw) * 16;
 #pragma GCC unroll 8
       for (int u = 0; u < CV; ++u) {
         const T* wu = win + u * L;
-        const Vec<T> v = ((load(wu) + load(wu + 160)) + (load(wu + 16) + load(wu + 176))) * scale;
+        const Vec<T> v =
+            ((load(wu) + load(wu + next_row)) + (load(wu + next_col) + load(wu + next_row + next_col))) * scale;
         store(pooled + (ph * 5 + pw) * 16 + u * L, v);
       }
     }

@@ -1,4 +1,4 @@
-// Lane shuffles for the CPU kernels: alternate lanes, the L x L block transpose and the whole
+// Lane shuffles for the CPU kernels: alternate lanes, pair sums, the L x L block transpose and the whole
 // matrix transpose built on it, and pair loads. Compiled once per instruction set, like gemm.h:
 // the includer (kernels_impl.h) defines LENET_EXT_ISA and LENET_EXT_VEC_BYTES first.
 #pragma once
@@ -10,29 +10,6 @@
 namespace lenet_ext {
 namespace cpu {
 namespace LENET_EXT_ISA {
-
-// The sums of neighbouring lanes of the 2L values a, b, in order: a0 + a1, a2 + a3, ..., b0 + b1,
-// b2 + b3, .... For 8 and 16 floats the pairs are taken within each 128-bit lane (two vshufps and
-// an add) and put in order by one permute of 64-bit pairs, where alternate_lanes would take two
-// cross-lane permutes per operand.
-template <typename T, int Odd>
-inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b);
-
-template <typename T>
-inline Vec<T> pair_sums(Vec<T> a, Vec<T> b) {
-  using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
-  if constexpr (sizeof(T) == 4 && kVecLen<T> == 8) {
-    const Vec<T> s =
-        LENET_EXT_SHUFFLE(a, b, 0, 2, 8, 10, 4, 6, 12, 14) + LENET_EXT_SHUFFLE(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
-    return LENET_EXT_SHUFFLE(s, s, 0, 1, 4, 5, 2, 3, 6, 7);
-  } else if constexpr (sizeof(T) == 4 && kVecLen<T> == 16) {
-    const Vec<T> s = LENET_EXT_SHUFFLE(a, b, 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30) +
-                     LENET_EXT_SHUFFLE(a, b, 1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31);
-    return LENET_EXT_SHUFFLE(s, s, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  } else {
-    return alternate_lanes<T, 0>(a, b) + alternate_lanes<T, 1>(a, b);
-  }
-}
 
 // Lanes 2l + Odd of the 2L values a, b: the even ones (Odd = 0: a0, a2, ..., b0, b2, ...) or the
 // odd ones (Odd = 1).
@@ -49,6 +26,26 @@ inline Vec<T> alternate_lanes(Vec<T> a, Vec<T> b) {
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2, Odd + 4, Odd + 6);
   else
     return LENET_EXT_SHUFFLE(a, b, Odd, Odd + 2);
+}
+
+// The sums of neighbouring lanes of the 2L values a, b, in order: a0 + a1, a2 + a3, ..., b0 + b1,
+// b2 + b3, .... For 8 and 16 floats the pairs are taken within each 128-bit lane (two vshufps and
+// an add) and put in order by one permute of 64-bit pairs, where alternate_lanes would take two
+// cross-lane permutes per operand.
+template <typename T>
+inline Vec<T> pair_sums(Vec<T> a, Vec<T> b) {
+  using Mask [[maybe_unused]] = LaneMask<T>;  // read by GCC's shuffle only
+  if constexpr (sizeof(T) == 4 && kVecLen<T> == 8) {
+    const Vec<T> s =
+        LENET_EXT_SHUFFLE(a, b, 0, 2, 8, 10, 4, 6, 12, 14) + LENET_EXT_SHUFFLE(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+    return LENET_EXT_SHUFFLE(s, s, 0, 1, 4, 5, 2, 3, 6, 7);
+  } else if constexpr (sizeof(T) == 4 && kVecLen<T> == 16) {
+    const Vec<T> s = LENET_EXT_SHUFFLE(a, b, 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30) +
+                     LENET_EXT_SHUFFLE(a, b, 1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31);
+    return LENET_EXT_SHUFFLE(s, s, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  } else {
+    return alternate_lanes<T, 0>(a, b) + alternate_lanes<T, 1>(a, b);
+  }
 }
 
 // One round of the 16 x 16 transpose below: rows i and i + S (i's bit S clear) swap their
