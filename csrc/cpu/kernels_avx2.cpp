@@ -4,6 +4,9 @@
 // instantiates nothing outside namespace lenet_ext::cpu::avx2.
 #include <cstdint>
 #include <type_traits>
+#if defined(__x86_64__)
+#include <immintrin.h>  // clamp_vec's min and max
+#endif
 
 #include "../shapes.h"  // its inline members stay baseline code
 #include "kernels.h"

@@ -5,6 +5,9 @@
 // this file's own code is compiled for AVX-512, as kernels_avx2.cpp does for AVX2.
 #include <cstdint>
 #include <type_traits>
+#if defined(__x86_64__)
+#include <immintrin.h>  // clamp_vec's min and max
+#endif
 
 #include "../shapes.h"  // its inline members stay baseline code
 #include "kernels.h"

@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#if defined(__x86_64__)
+#include <immintrin.h>  // clamp_vec's min and max
+#endif
 
 #define LENET_EXT_ISA base
 #define LENET_EXT_VEC_BYTES 16

@@ -45,33 +45,48 @@ inline T sigmoid(T z) {
   return T(1) / (T(1) + exp_scalar(-z));
 }
 
-// exp(x) for a vector of floats: Cephes' expf (range reduction by ln 2 in two parts, degree-6
-// polynomial, 2^n built in the exponent bits), within 2 ulp of expf on [-87.3, 88.3]; inputs are
-// clamped to that range. n = round(x / ln 2) comes from adding 1.5 * 2^23, whose low mantissa
-// bits then hold n: one add instead of two conversions and a floor. NaN stays NaN (the clamps
-// pass it through and the polynomial keeps it).
-inline Vec<float> exp_vec(Vec<float> x) {
-  using VecI = __attribute__((vector_size(kVecBytes), may_alias)) int32_t;
-  x = x > splat(88.3762626647949f) ? splat(88.3762626647949f) : x;
-  x = x < splat(-87.3365447505531f) ? splat(-87.3365447505531f) : x;
-  const Vec<float> shifted = x * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23 + n
-  const Vec<float> fx = shifted - 12582912.0f;                        // n
-  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-  const Vec<float> z = x * x;
-  Vec<float> y = splat(1.9875691500e-4f);
-  y = y * x + 1.3981999507e-3f;
-  y = y * x + 8.3334519073e-3f;
-  y = y * x + 4.1665795894e-2f;
-  y = y * x + 1.6666665459e-1f;
-  y = y * x + 5.0000001201e-1f;
-  y = y * z + x + 1.0f;
-  // 2^n: n + 127 in the exponent field; the shift drops 1.5 * 2^23's own bits.
-  const VecI bits = (reinterpret_cast<const VecI&>(shifted) + 127) << 23;
-  return y * reinterpret_cast<const Vec<float>&>(bits);
+// lo <= x <= hi for a vector of floats, a NaN x kept. On x86, one minps and one maxps with x as
+// the second operand (they return their second operand where either is NaN); the conditional
+// form (NaN fails both tests) compiles there to a compare and a blend each.
+inline Vec<float> clamp_vec(Vec<float> x, float lo, float hi) {
+#if defined(__x86_64__) && LENET_EXT_VEC_BYTES == 64  // (all lanes: the unmasked forms warn in GCC 12)
+  const __mmask16 all = 0xffff;
+  return _mm512_mask_max_ps(x, all, splat(lo), _mm512_mask_min_ps(x, all, splat(hi), x));
+#elif defined(__x86_64__) && LENET_EXT_VEC_BYTES == 32
+  return _mm256_max_ps(splat(lo), _mm256_min_ps(splat(hi), x));
+#elif defined(__x86_64__) && LENET_EXT_VEC_BYTES == 16
+  return _mm_max_ps(splat(lo), _mm_min_ps(splat(hi), x));
+#else
+  x = x > hi ? splat(hi) : x;
+  return x < lo ? splat(lo) : x;
+#endif
 }
 
-// sigmoid(z) = 1 / (1 + exp(-z)) for a vector of floats.
-inline Vec<float> sigmoid_vec(Vec<float> z) { return 1.0f / (1.0f + exp_vec(-z)); }
+// sigmoid(z) = 1 / (1 + exp(-z)) for a vector of floats, exp(-z) as in Cephes' expf (within 2 ulp
+// of expf): -z = n ln 2 + r with n = round(-z / ln 2) and ln 2 in two parts, exp(r) by its
+// degree-6 polynomial (Horner's rule), 2^n built in the exponent bits. z is clamped to
+// [-88.37, 87.33] first, where 2^n stays a normal float (the sigmoid is 1 or below 4e-39 beyond);
+// NaN stays NaN. n comes from adding 1.5 * 2^23 + 127, whose low mantissa bits then hold n + 127,
+// 2^n's exponent field: shifted left 23 places they are 2^n's bits (the add's own bits fall off).
+inline Vec<float> sigmoid_vec(Vec<float> z) {
+  using VecI = __attribute__((vector_size(kVecBytes), may_alias)) int32_t;
+  constexpr float kShift = 12582912.0f + 127.0f;  // 1.5 * 2^23 + 127
+  z = clamp_vec(z, -88.3762626647949f, 87.3365447505531f);
+  const Vec<float> shifted = z * -1.44269504088896341f + kShift;  // 1.5 * 2^23 + n + 127
+  const Vec<float> n = shifted - kShift;
+  const Vec<float> t = n * 0.693359375f + z;    // -(-z - n * 0.693359375)
+  const Vec<float> r = n * 2.12194440e-4f - t;  // -z - n ln 2
+  Vec<float> y = splat(1.9875691500e-4f);
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r + 1.0f;
+  y = y * r + 1.0f;                                                // exp(r)
+  const VecI bits = reinterpret_cast<const VecI&>(shifted) << 23;  // 2^n
+  return 1.0f / (y * reinterpret_cast<const Vec<float>&>(bits) + 1.0f);
+}
 
 // p[i] = sigmoid(p[i] + bias) for n values (bias may be 0): vectorized for float, two vectors
 // at a time (two independent exp chains in flight; measured in docs/performance.md).
@@ -399,13 +414,19 @@ constexpr int kC1Vectors = 4;
 
 // c1's outputs [q, q + V * L) of output channels r < R (w: their weights, 25 each; b: their
 // biases): out[r * 784 + v * L + l] = sigmoid(b[r] + sum over (i, j) of w[r, i, j] *
-// copy(j)[v * L + l + 28 i]), the taps in (i, j) order, then the bias (the conv op's order of
-// additions); rows: copy 0 from q on, copy j lenet5_copy_plane(kLeNetC1) values further.
+// copy(j)[v * L + l + 28 i]), the bias first, then the taps in (i, j) order; rows: copy 0 from q
+// on, copy j lenet5_copy_plane(kLeNetC1) values further.
 template <typename T, int R, int V>
 inline void c1_block(const T* rows, const T* w, const T* b, T* out) {
   constexpr int L = kVecLen<T>;
   constexpr int64_t Plane = lenet5_copy_plane(kLeNetC1), OW = kLeNetC1.OW, P = kLeNetC1.P();
-  Vec<T> acc[R][V] = {};
+  Vec<T> acc[R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const Vec<T> bias = splat(b[r]);
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) acc[r][v] = bias;
+  }
 #pragma GCC unroll 8
   for (int64_t i = 0; i < 5; ++i)
 #pragma GCC unroll 8
@@ -425,10 +446,10 @@ inline void c1_block(const T* rows, const T* w, const T* b, T* out) {
   for (int r = 0; r < R; ++r) {
     if constexpr (std::is_same_v<T, float>) {
 #pragma GCC unroll 8
-      for (int v = 0; v < V; ++v) store(out + r * P + v * L, sigmoid_vec(acc[r][v] + b[r]));
+      for (int v = 0; v < V; ++v) store(out + r * P + v * L, sigmoid_vec(acc[r][v]));
     } else {
       for (int v = 0; v < V; ++v) store(out + r * P + v * L, acc[r][v]);
-      sigmoid_bias_inplace(out + r * P, V * L, b[r]);
+      sigmoid_bias_inplace(out + r * P, V * L, T(0));
     }
   }
 }
@@ -443,11 +464,16 @@ constexpr int c3_block_outputs() {
 
 // c3's outputs (oh, ow0 + p), p < P, for all 16 channels (x: s2 (6, 14, 14) from (oh, ow0) of
 // channel 0 on; wt: the weight transposed, (150, 16); b: the biases) into out (P, 16):
-// sigmoid(b[o] + sum over k = (c, i, j) of x[c, i, j + p] * wt[k, o]), the taps in k order.
+// sigmoid(b[o] + sum over k = (c, i, j) of x[c, i, j + p] * wt[k, o]), the bias first, then the
+// taps in k order.
 template <typename T, int P>
 inline void c3_block(const T* x, const T* wt, const T* b, T* out) {
   constexpr int L = kVecLen<T>, CV = 16 / L;
-  Vec<T> acc[P][CV] = {};
+  Vec<T> acc[P][CV];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 8
+    for (int u = 0; u < CV; ++u) acc[p][u] = load(b + u * L);
   for (int64_t c = 0; c < 6; ++c) {
     const T* xc = x + c * 196;
     const T* wc = wt + c * 25 * 16;
@@ -471,9 +497,9 @@ inline void c3_block(const T* x, const T* wt, const T* b, T* out) {
 #pragma GCC unroll 8
     for (int u = 0; u < CV; ++u) {
       if constexpr (std::is_same_v<T, float>) {
-        store(out + p * 16 + u * L, sigmoid_vec(acc[p][u] + load(b + u * L)));
+        store(out + p * 16 + u * L, sigmoid_vec(acc[p][u]));
       } else {
-        store(out + p * 16 + u * L, acc[p][u] + load(b + u * L));
+        store(out + p * 16 + u * L, acc[p][u]);
       }
     }
   if constexpr (!std::is_same_v<T, float>) sigmoid_bias_inplace(out, P * 16, T(0));
