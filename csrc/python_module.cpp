@@ -1,9 +1,14 @@
 // The Python module lenet_ext._C: `import lenet_ext._C` loads this shared library, whose
 // static TORCH_LIBRARY registrations define the ops (reached through torch.ops.lenet_ext).
-// Its functions: cpu_isa() says which CPU kernels this process runs, cpu_isas() each kernel's
-// instruction set; cuda_kernels() and
-// set_cuda_kernels("v1"|"v2") read and set flags.h's CUDA kernel generation.
+// Its functions: lenet5_forward(images, *params) calls that op from C++ (ops.lenet5_forward's
+// way in); cpu_isa() says which CPU kernels this process runs, cpu_isas() each kernel's
+// instruction set; cuda_kernels() and set_cuda_kernels("v1"|"v2") read and set flags.h's CUDA
+// kernel generation.
+#include <ATen/PythonTorchFunctionTLS.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <Python.h>
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/autograd/python_variable.h>
 
 #include <cstring>
 
@@ -53,7 +58,39 @@ PyObject* set_cuda_kernels(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+// lenet5_forward(images, *params): the op lenet_ext::lenet5_forward, called through the dispatcher
+// (autograd, inference mode, dispatch modes, fake tensors and the device's kernel all as through
+// torch.ops) with its C++ signature, without torch.ops' boxed call: its Python arguments parsed
+// against the schema into a stack of IValues (docs/performance.md, "Batch 1"). The GIL is released
+// around the op, as torch.ops does; c10 errors become the same Python exceptions. Returns
+// NotImplemented where torch.ops must take the call: not 11 arguments, an argument that is not
+// exactly a tensor or a parameter (a subclass may override __torch_function__), or a
+// __torch_function__ mode on; the caller must not call it while torch.compile traces (dynamo
+// cannot trace into it).
+constexpr Py_ssize_t kLeNet5Args = 11;
+
+PyObject* lenet5_forward(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  HANDLE_TH_ERRORS
+  if (nargs != kLeNet5Args || at::impl::torch_function_mode_enabled()) Py_RETURN_NOTIMPLEMENTED;
+  for (Py_ssize_t i = 0; i < nargs; ++i)
+    if (!THPVariable_CheckExact(args[i])) Py_RETURN_NOTIMPLEMENTED;
+  using T = const at::Tensor&;
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("lenet_ext::lenet5_forward", "")
+                             .typed<at::Tensor(T, T, T, T, T, T, T, T, T, T, T)>();
+  const auto a = [&](int i) -> T { return THPVariable_Unpack(args[i]); };
+  at::Tensor out;
+  {
+    pybind11::gil_scoped_release no_gil;
+    out = op.call(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10));
+  }
+  return THPVariable_Wrap(std::move(out));
+  END_HANDLE_TH_ERRORS
+}
+
 PyMethodDef methods[] = {
+    {"lenet5_forward", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(lenet5_forward)), METH_FASTCALL,
+     "The op lenet_ext::lenet5_forward through the dispatcher, or NotImplemented."},
     {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set of the CPU kernels in use."},
     {"cpu_isas", cpu_isas, METH_NOARGS, "Each CPU kernel's instruction set."},
     {"cuda_kernels", cuda_kernels, METH_NOARGS, "The CUDA kernel generation the ops run: 'v1' or 'v2'."},

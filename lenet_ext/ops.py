@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from . import checks
+from . import _C, checks  # type: ignore[attr-defined]
 
 _ops = torch.ops.lenet_ext
 # The whole-network ops' overloads, looked up once (two attribute lookups on torch.ops per call
@@ -139,7 +139,15 @@ def lenet5_forward(images: Tensor, params: Sequence[Tensor]) -> Tensor:
     running c1, s2, c3, s4, c5, f6 and the output layer through the ops above. `params` are the
     ten tensors named in LENET5_PARAMS, in that order. Without autograd: for inference
     (LeNet5(impl="ext") uses it when no gradient is wanted). CPU, and CUDA in one launch."""
-    return _LENET5_FORWARD(images, *_lenet5_params(params))
+    params = _lenet5_params(params)
+    if not torch.compiler.is_compiling():
+        # The same op through the dispatcher, called from C++ with its C++ signature: less than
+        # torch.ops' boxed call costs at batch 1 (docs/performance.md). NotImplemented where an
+        # argument is not a plain tensor or parameter, or a __torch_function__ mode is on.
+        logits = _C.lenet5_forward(images, *params)
+        if logits is not NotImplemented:
+            return logits
+    return _LENET5_FORWARD(images, *params)
 
 
 def _lenet5_params(params: Sequence[Tensor]) -> Tuple[Tensor, ...]:

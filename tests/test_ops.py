@@ -564,6 +564,76 @@ def test_opcheck_lenet5_forward():
     torch.library.opcheck(torch.ops.lenet_ext.lenet5_forward.default, (torch.rand(3, 1, 28, 28), *params))
 
 
+def test_lenet5_forward_binding_is_the_op():
+    """ops.lenet5_forward calls the op from C++ (lenet_ext._C.lenet5_forward, through the
+    dispatcher): the bits torch.ops gives, parameters taken as tensors, the op's own errors."""
+    op = torch.ops.lenet_ext.lenet5_forward.default
+    model, params = lenet_params()
+    x = torch.rand(3, 1, 28, 28)
+    expected = op(x, *params)
+    assert torch.equal(lenet_ext._C.lenet5_forward(x, *params), expected)
+    assert torch.equal(lenet_ext._C.lenet5_forward(x, *model._fused_params()), expected)  # nn.Parameter
+    assert torch.equal(ops.lenet5_forward(x, params), expected)
+    for bad in (x.double(), x[:, :, :27], x.to("meta")):
+        with pytest.raises((TypeError, ValueError)) as theirs:
+            op(bad, *params)
+        with pytest.raises(theirs.type) as ours:
+            lenet_ext._C.lenet5_forward(bad, *params)
+        assert str(ours.value) == str(theirs.value)
+    # Not its call: a wrong count or a non-tensor (torch.ops then raises the schema's error).
+    assert lenet_ext._C.lenet5_forward(x, *params[:-1]) is NotImplemented
+    assert lenet_ext._C.lenet5_forward(x, *params[:-1], 1.0) is NotImplemented
+    with pytest.raises(ValueError, match="10 parameters"):
+        ops.lenet5_forward(x, params[:-1])
+
+
+def test_lenet5_forward_binding_leaves_overrides_to_torch_ops():
+    """Where __torch_function__ must see the call (a mode, a tensor subclass), the binding declines
+    and torch.ops takes it; dispatch modes (below the dispatcher's entry) see it either way."""
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    op = torch.ops.lenet_ext.lenet5_forward.default
+    _, params = lenet_params()
+    x = torch.rand(2, 1, 28, 28)
+    expected = op(x, *params)
+    seen = []
+
+    class FunctionMode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with FunctionMode():
+        assert lenet_ext._C.lenet5_forward(x, *params) is NotImplemented
+        assert torch.equal(ops.lenet5_forward(x, params), expected)
+    assert op in seen
+
+    class Tagged(torch.Tensor):
+        calls: list = []
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            cls.calls.append(func)
+            return super().__torch_function__(func, types, args, kwargs)
+
+    tagged = x.as_subclass(Tagged)
+    assert lenet_ext._C.lenet5_forward(tagged, *params) is NotImplemented
+    out = ops.lenet5_forward(tagged, params)
+    assert op in Tagged.calls and type(out) is Tagged and torch.equal(out.as_subclass(torch.Tensor), expected)
+
+    seen.clear()
+
+    class DispatchMode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with DispatchMode():
+        assert torch.equal(lenet_ext._C.lenet5_forward(x, *params), expected)
+    assert op in seen
+
+
 # ----------------------------------------------------------------------------- fused LeNet-5 training op
 
 
