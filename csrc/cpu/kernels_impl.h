@@ -1,5 +1,6 @@
 // The CPU kernels' arithmetic (see kernels.h), compiled once per instruction set: the includer
-// defines LENET_EXT_ISA (namespace) and LENET_EXT_VEC_BYTES, and for AVX2 turns the target on.
+// defines LENET_EXT_ISA (namespace) and LENET_EXT_VEC_BYTES, includes <immintrin.h> on x86-64
+// with the standard headers, and then, for AVX2 and AVX-512, turns the target on.
 // Nothing here may instantiate a template or inline function shared with other translation
 // units (no std::fill, std::min, std::vector, torch): the linker would keep one copy of it,
 // possibly the AVX2 one, for the whole library. Hence the plain loops.
