@@ -179,7 +179,7 @@ std::vector<at::Tensor> conv_pool_backward(at::Tensor gp, c10::optional<at::Tens
 std::vector<at::Tensor> run_lenet5_forward(at::Tensor images, std::vector<at::Tensor> p, bool save) {
   const int64_t classes = check_lenet5_args(images, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]);
   images = images.contiguous();
-  for (auto& t : p) t = t.contiguous();
+  const LeNet5Tensors w = contiguous_lenet5_params(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]);
   const int64_t N = images.size(0);
   const auto o = images.options();
   at::Tensor logits = at::empty({N, classes}, o), c1 = at::empty({N, 6, 28, 28}, o), s2 = at::empty({N, 6, 14, 14}, o),
@@ -191,7 +191,7 @@ std::vector<at::Tensor> run_lenet5_forward(at::Tensor images, std::vector<at::Te
         save ? LeNet5Acts<scalar_t>{out<scalar_t>(c1), out<scalar_t>(s2), out<scalar_t>(c3),
                                     out<scalar_t>(s4), out<scalar_t>(c5), out<scalar_t>(f6)}
              : LeNet5Acts<scalar_t>{};
-    lenet5_forward(N, in<scalar_t>(images), lenet5_weights<scalar_t>(p, classes), out<scalar_t>(logits), acts,
+    lenet5_forward(N, in<scalar_t>(images), lenet5_weights<scalar_t>(w, classes), out<scalar_t>(logits), acts,
                    Emulate{});
   });
   return {logits, c1, s2, c3, s4, c5, f6};

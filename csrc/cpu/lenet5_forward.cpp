@@ -22,17 +22,16 @@ at::Tensor lenet5_forward_cpu(const at::Tensor& images, const at::Tensor& c1w, c
                               const at::Tensor& outw, const at::Tensor& outb) {
   const int64_t classes = check_lenet5_args(images, c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
   const int64_t N = images.size(0);
-  const at::Tensor x = images.contiguous();
-  const std::array<at::Tensor, 10> params =
-      contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
-  at::Tensor logits = at::empty({N, classes}, x.options());
+  const c10::MaybeOwned<at::Tensor> x = images.expect_contiguous();
+  const LeNet5Tensors params = contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
+  at::Tensor logits = at::empty({N, classes}, x->options());
   if (N == 0) return logits;
 
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lenet5_forward_cpu", [&] {
-    auto ptr = [&](int i) { return params[i].const_data_ptr<scalar_t>(); };
+  AT_DISPATCH_FLOATING_TYPES(x->scalar_type(), "lenet5_forward_cpu", [&] {
+    auto ptr = [&](int i) { return params[i]->const_data_ptr<scalar_t>(); };
     const LeNet5Params<scalar_t> p{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5),
                                    ptr(6), ptr(7), ptr(8), ptr(9), classes};
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x->const_data_ptr<scalar_t>();
     scalar_t* lp = logits.mutable_data_ptr<scalar_t>();
     const CpuKernels<scalar_t>& k = kernels<scalar_t>();
     // Groups of kLeNetGroup images where there are more groups than threads, else one chunk per

@@ -24,7 +24,7 @@ at::Tensor lenet5_forward_cuda(const at::Tensor& images, const at::Tensor& c1w, 
   const c10::cuda::CUDAGuard guard(images.device());
   const int64_t N = images.size(0);
   const at::Tensor x = images.contiguous();
-  const std::array<at::Tensor, 10> w = contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
+  const LeNet5Tensors w = contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
   at::Tensor logits = at::empty({N, classes}, x.options());
   if (N == 0) return logits;
   TORCH_CHECK_VALUE(N <= 2147483647LL, "lenet_ext: lenet5_forward takes at most 2^31 - 1 images per call, got ", N);

@@ -36,7 +36,7 @@ Outputs lenet5_train_forward_cuda(const at::Tensor& images, const at::Tensor& c1
   const int64_t N = images.size(0);
   TORCH_CHECK_VALUE(N <= 2147483647LL, "lenet_ext: at most 2^31 - 1 images per call, got ", N);
   const at::Tensor x = images.contiguous();
-  const std::array<at::Tensor, 10> w = contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
+  const LeNet5Tensors w = contiguous_lenet5_params(c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b, outw, outb);
   const auto opts = x.options();
   at::Tensor logits = at::empty({N, classes}, opts), c1 = at::empty({N, 6, 28, 28}, opts),
              s2 = at::empty({N, 6, 14, 14}, opts), c3 = at::empty({N, 16, 10, 10}, opts),

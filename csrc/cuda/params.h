@@ -84,10 +84,11 @@ struct LeNet5Acts {
 };
 
 // The kernel's pointers from the ten contiguous parameters (c1w, c1b, c3w, c3b, c5w, c5b, f6w, f6b,
-// outw, outb: any container of tensors indexed 0..9).
+// outw, outb: contiguous_lenet5_params' handles, or any container indexed 0..9 of things that
+// point to tensors).
 template <typename T, typename Params>
 LeNet5Weights<T> lenet5_weights(const Params& w, int64_t classes) {
-  auto ptr = [&](int i) { return w[i].template const_data_ptr<T>(); };
+  auto ptr = [&](int i) { return w[i]->template const_data_ptr<T>(); };
   return {ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), ptr(6), ptr(7), ptr(8), ptr(9), classes};
 }
 
