@@ -35,9 +35,9 @@ bool cpu_supports(Isa isa) {
 
 // Whether the AVX-512 fused forward is the default: measured on Zen 4 a little faster than the
 // AVX2 one at batch 1 and as fast at 64 and 1024, while the AVX-512 training kernels are slower
-// (docs/performance.md). Only
-// where the CPU has VBMI2 too, which marks the cores that do not lower their clock under 512-bit
-// work (Intel since Ice Lake, AMD since Zen 4; not Skylake-SP or Cascade Lake).
+// (docs/performance.md). Only where the CPU has VBMI2 too, which marks the cores that do not lower
+// their clock under 512-bit work (Intel since Ice Lake, AMD since Zen 4; not Skylake-SP or Cascade
+// Lake).
 bool avx512_forward_pays() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   return cpu_supports(Isa::avx512) && __builtin_cpu_supports("avx512vbmi2");
